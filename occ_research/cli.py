@@ -1,0 +1,144 @@
+"""The ``occ`` command line: ``occ compress``, ``occ strategies``, ``occ demo``.
+
+Errors the user can fix (bad JSON, bad shapes, unknown names, out-of-range values) end with a one-line
+message on stderr and exit status 2; no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from . import DEFAULT_STRATEGY, compress, list_presets, list_strategies
+from .exceptions import InvalidInputError, OCCError
+from .tokens import DEFAULT_MODEL
+
+
+def _param(text: str) -> tuple[str, Any]:
+    """``key=value``; the value is read as JSON when it parses (numbers, booleans), else as a string."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
+
+
+def _read_prompt(source: str) -> tuple[Any, dict[str, Any] | None]:
+    """The prompt (messages or text) and, for a request body, the body it came from."""
+    if source == "-":
+        raw = sys.stdin.read()
+    else:
+        try:
+            with open(source, encoding="utf-8") as handle:
+                raw = handle.read()
+        except OSError as exc:
+            raise InvalidInputError(f"cannot read {source}: {exc.strerror}") from exc
+    if raw.lstrip()[:1] not in ("[", "{"):
+        return raw, None
+    try:
+        data = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise InvalidInputError(f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from exc
+    if isinstance(data, dict):
+        if not isinstance(data.get("messages"), list):
+            raise InvalidInputError("a JSON object must be a chat request with a 'messages' list")
+        return data["messages"], data
+    return data, None
+
+
+def _cmd_compress(args: argparse.Namespace) -> int:
+    prompt, body = _read_prompt(args.file)
+    result = compress(
+        prompt,
+        args.strategy,
+        preset=args.preset,
+        rate=args.rate,
+        target_tokens=args.target_tokens,
+        question=args.question,
+        model=args.model,
+        seed=args.seed,
+        compress_system=args.compress_system,
+        **dict(args.param),
+    )
+    if args.stats:
+        output: Any = result.stats()
+    elif isinstance(prompt, str):
+        output = {"text": result.text, "stats": result.stats()}
+    else:
+        messages = result.messages if body is None else {**body, "messages": result.messages}
+        output = {"messages" if body is None else "request": messages, "stats": result.stats()}
+    json.dump(output, sys.stdout, ensure_ascii=False, indent=2)
+    sys.stdout.write("\n")
+    return 0
+
+
+def _cmd_strategies(args: argparse.Namespace) -> int:
+    print("strategies:")
+    for name, line in list_strategies().items():
+        print(f"  {name:<10} {line}")
+    print("presets:")
+    for name, line in list_presets().items():
+        print(f"  {name:<18} {line}")
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    print(run_demo(rate=args.rate, model=args.model))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="occ", description="Prompt compression toolkit.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    p = commands.add_parser("compress", help="compress messages (JSON) or text read from a file or stdin")
+    p.add_argument(
+        "file", nargs="?", default="-", help="messages JSON, a chat request JSON, or text; - for stdin"
+    )
+    p.add_argument("--strategy", default=DEFAULT_STRATEGY, help=f"strategy name (default {DEFAULT_STRATEGY})")
+    p.add_argument("--preset", help="preset name or .toml path (overrides --strategy)")
+    budget = p.add_mutually_exclusive_group()
+    budget.add_argument("--rate", type=float, help="fraction of the prompt's tokens to keep, 0 < rate <= 1")
+    budget.add_argument("--target-tokens", type=int, help="token budget for the whole prompt")
+    p.add_argument(
+        "--model", default=DEFAULT_MODEL, help=f"target model, for token counting (default {DEFAULT_MODEL})"
+    )
+    p.add_argument(
+        "--question", help="question to compress for (default: last paragraph of the last user turn)"
+    )
+    p.add_argument(
+        "--param", type=_param, action="append", default=[], metavar="KEY=VALUE", help="strategy parameter"
+    )
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--compress-system", action="store_true", help="allow compressing system messages")
+    p.add_argument("--stats", action="store_true", help="print only the numbers")
+    p.set_defaults(handler=_cmd_compress)
+
+    p = commands.add_parser("strategies", help="list strategies and presets")
+    p.set_defaults(handler=_cmd_strategies)
+
+    p = commands.add_parser("demo", help="compress real examples from the shared datasets and print a table")
+    p.add_argument("--rate", type=float, default=0.25)
+    p.add_argument("--model", default=DEFAULT_MODEL)
+    p.set_defaults(handler=_cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.handler(args))
+    except OCCError as exc:
+        print(f"occ: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

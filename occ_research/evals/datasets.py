@@ -1,0 +1,142 @@
+"""Real datasets, loaded offline with the ``datasets`` library and mapped to one record shape.
+
+Files are read from the shared data folder: ``OCC_DATA_DIR`` if set, else ``../shared/data`` next to the
+working directory or next to the source checkout.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..exceptions import InvalidInputError
+from ..messages import Message
+from ..registry import Registry
+
+Loader = Callable[..., list["Example"]]
+DATASETS: Registry[Loader] = Registry("dataset")
+
+NQ_INSTRUCTION = (
+    "Write a high-quality answer for the given question using only the provided search results "
+    "(some of which might be irrelevant)."
+)
+
+
+@dataclass(frozen=True)
+class Example:
+    """One evaluation item: the prompt to compress, the question, and what a right answer contains."""
+
+    id: str
+    messages: list[Message]
+    question: str
+    answers: list[str] = field(default_factory=list)  # gold answers or reference summaries
+    task: str = "qa"  # qa | summary | chat | math | retrieval
+
+
+def data_dir() -> Path:
+    """The shared data folder (see the module docstring)."""
+    if os.environ.get("OCC_DATA_DIR"):
+        return Path(os.environ["OCC_DATA_DIR"])
+    candidates = [
+        Path.cwd().parent / "shared" / "data",
+        Path(__file__).resolve().parents[3] / "shared" / "data",
+    ]
+    for candidate in candidates:
+        if candidate.is_dir():
+            return candidate
+    raise InvalidInputError(
+        "shared data folder not found: set OCC_DATA_DIR to the folder holding the datasets"
+    )
+
+
+def _rows(relative: str, limit: int | None = None) -> list[dict[str, Any]]:
+    os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+    import datasets
+
+    datasets.disable_progress_bars()
+    path = data_dir() / relative
+    if not path.is_file():
+        raise InvalidInputError(f"dataset file not found: {path}")
+    split = "train" if limit is None else f"train[:{limit}]"
+    table = datasets.load_dataset("json", data_files=str(path), split=split)
+    return [dict(row) for row in table]
+
+
+def load_examples(name: str, **options: Any) -> list[Example]:
+    """Load a registered dataset by name, e.g. ``load_examples("nq-multidoc", n=20, documents=10)``."""
+    return DATASETS.get(name)(**options)
+
+
+@DATASETS.register("nq-multidoc")
+def nq_multidoc(
+    n: int = 50, documents: int = 10, gold_position: int | None = None, seed: int = 0
+) -> list[Example]:
+    """NQ-open questions, each with its gold passage among ``documents - 1`` distractors.
+
+    Distractors are other questions' gold passages drawn at random, not retrieved ones, so the task is
+    easier than the published 20-document benchmark. ``gold_position`` (0-based) fixes where the gold
+    passage stands; None draws it at random.
+    """
+    rows = _rows("lost_in_the_middle/nq-open-oracle.jsonl.gz")
+    rng = random.Random(seed)
+    picked = rng.sample(range(len(rows)), min(n, len(rows)))
+    examples = []
+    for i in picked:
+        row = rows[i]
+        others = rng.sample([j for j in range(len(rows)) if j != i], documents - 1)
+        passages = [rows[j]["ctxs"][0] for j in others]
+        position = rng.randrange(documents) if gold_position is None else min(gold_position, documents - 1)
+        passages.insert(position, row["ctxs"][0])
+        body = "\n\n".join(
+            f"Document [{k}](Title: {p['title']}) {p['text']}" for k, p in enumerate(passages, start=1)
+        )
+        question = f"Question: {row['question']}\nAnswer:"
+        content = f"{NQ_INSTRUCTION}\n\n{body}\n\n{question}"
+        examples.append(
+            Example(f"nq-{i}", [{"role": "user", "content": content}], question, list(row["answers"]))
+        )
+    return examples
+
+
+@DATASETS.register("qmsum")
+def qmsum(n: int = 20, split: str = "test") -> list[Example]:
+    """Query-focused meeting summarisation: a long transcript, a specific query, reference answers."""
+    examples = []
+    for m, row in enumerate(_rows(f"qmsum/{split}.jsonl")):
+        transcript = "\n".join(f"{t['speaker']}: {t['content']}" for t in row["meeting_transcripts"])
+        for q, query in enumerate(row["specific_query_list"]):
+            messages: list[Message] = [
+                {"role": "system", "content": "You answer questions about meeting transcripts."},
+                {"role": "user", "content": f"{transcript}\n\n{query['query']}"},
+            ]
+            examples.append(
+                Example(f"qmsum-{split}-{m}-{q}", messages, query["query"], [query["answer"]], "summary")
+            )
+            if len(examples) >= n:
+                return examples
+    return examples
+
+
+@DATASETS.register("sharegpt-chat")
+def sharegpt_chat(n: int = 20) -> list[Example]:
+    """Real multi-turn chats: the history up to the last user turn, the next assistant reply as reference."""
+    examples = []
+    for row in _rows("sharegpt/sharegpt_v3_first3000_multiturn.jsonl.gz", limit=n * 2):
+        turns = [
+            {"role": "user" if t["from"] == "human" else "assistant", "content": t["value"]}
+            for t in row["conversations"]
+            if t["from"] in ("human", "gpt")
+        ]
+        last_user = max((k for k, t in enumerate(turns) if t["role"] == "user"), default=-1)
+        if last_user < 2:
+            continue
+        history = turns[: last_user + 1]
+        reference = [turns[last_user + 1]["content"]] if last_user + 1 < len(turns) else []
+        examples.append(Example(f"sharegpt-{row['id']}", history, history[-1]["content"], reference, "chat"))
+        if len(examples) >= n:
+            break
+    return examples

@@ -1,0 +1,96 @@
+"""Named strategy presets: TOML files in the top-level ``strategies/`` folder.
+
+A preset is a strategy config plus a default budget and a description::
+
+    description = "Near-duplicate removal, then question-aware BM25 sentence selection"
+    strategy = "pipeline"
+    rate = 0.5
+
+    [[steps]]
+    strategy = "dedup"
+
+    [[steps]]
+    strategy = "bm25"
+    granularity = "sentence"
+
+Every key other than ``description``, ``rate`` and ``target_tokens`` is part of the strategy config.
+Presets are looked up in the folders of ``OCC_PRESET_PATH`` (os.pathsep-separated), then ``./strategies``,
+then the ``strategies/`` folder of the source checkout; a path to a ``.toml`` file works too.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from .exceptions import OCCError, PresetError, UnknownNameError
+from .strategies import Strategy, check_budget, strategy_from_config
+
+_SOURCE_PRESETS = Path(__file__).resolve().parent.parent / "strategies"
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    description: str
+    strategy: Strategy
+    rate: float | None = None
+    target_tokens: int | None = None
+    path: Path | None = None
+
+
+def preset_dirs() -> list[Path]:
+    extra = [Path(p) for p in os.environ.get("OCC_PRESET_PATH", "").split(os.pathsep) if p]
+    dirs = [*extra, Path.cwd() / "strategies", _SOURCE_PRESETS]
+    unique: list[Path] = []
+    for d in dirs:
+        if d.is_dir() and d.resolve() not in [u.resolve() for u in unique]:
+            unique.append(d)
+    return unique
+
+
+def _preset_files() -> dict[str, Path]:
+    found: dict[str, Path] = {}
+    for folder in preset_dirs():
+        for path in sorted(folder.glob("*.toml")):
+            found.setdefault(path.stem, path)
+    return found
+
+
+def list_presets() -> dict[str, str]:
+    """Preset name -> description, for every preset on the search path."""
+    out = {}
+    for name, path in _preset_files().items():
+        try:
+            out[name] = load_preset(str(path)).description
+        except OCCError as exc:
+            out[name] = f"(unreadable: {exc})"
+    return out
+
+
+def load_preset(name_or_path: str) -> Preset:
+    """Load a preset by name (see the module docstring for where it is looked up) or by file path."""
+    path = Path(name_or_path)
+    if path.suffix != ".toml" or not path.is_file():
+        files = _preset_files()
+        if name_or_path not in files:
+            close = difflib.get_close_matches(name_or_path, list(files), n=2, cutoff=0.5)
+            raise UnknownNameError("preset", name_or_path, close)
+        path = files[name_or_path]
+    try:
+        config = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise PresetError(f"cannot read preset {path.name}: {exc}") from exc
+    description = str(config.pop("description", ""))
+    rate = config.pop("rate", None)
+    target_tokens = config.pop("target_tokens", None)
+    try:
+        check_budget(rate, target_tokens)
+        strategy = strategy_from_config(config)
+        strategy.validate()
+    except OCCError as exc:
+        raise PresetError(f"preset {path.name}: {exc}") from exc
+    return Preset(path.stem, description, strategy, rate, target_tokens, path)

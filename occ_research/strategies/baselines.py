@@ -1,0 +1,79 @@
+"""Baselines that every report includes: they show what a strategy must beat."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from .base import (
+    GRANULARITIES,
+    Budget,
+    Choice,
+    Request,
+    Strategy,
+    Unit,
+    fit_by_score,
+    param,
+    register_strategy,
+)
+
+
+@register_strategy("identity")
+@dataclass
+class IdentityStrategy(Strategy):
+    """Keeps everything: the reference point for fidelity and the cost of doing nothing."""
+
+    fits_budget = False
+
+    def _choose(self, request: Request) -> Choice:
+        return Choice({u.index: u.text for u in request.units})
+
+
+@register_strategy("truncate")
+@dataclass
+class TruncateStrategy(Strategy):
+    """Keeps the first (``head``), last (``tail``) or both outer parts (``middle``) of the compressible text.
+
+    What most clients do when a prompt is too long; wins when the answer sits at the start or the end.
+    """
+
+    side: str = param("middle", choices=("head", "tail", "middle"))
+
+    def _choose(self, request: Request) -> Choice:
+        units, budget = request.units, request.budget
+        if budget is None:
+            return Choice({u.index: u.text for u in units})
+        if self.side != "middle":
+            ordered = units if self.side == "head" else units[::-1]
+            return Choice(_take_in_order(ordered, Budget(budget), request.model, self.side == "tail"))
+        head_budget = Budget(budget // 2)
+        head = _take_in_order(units, head_budget, request.model, from_end=False)
+        tail_budget = Budget(budget - (budget // 2 - head_budget.left))
+        rest = [u for u in units[::-1] if u.index not in head]
+        return Choice({**head, **_take_in_order(rest, tail_budget, request.model, from_end=True)})
+
+
+def _take_in_order(units: Sequence[Unit], budget: Budget, model: str, from_end: bool) -> dict[int, str]:
+    kept: dict[int, str] = {}
+    for unit in units:
+        if not budget.take(unit):
+            part = budget.take_part(unit, model, from_end=from_end)
+            if part:
+                kept[unit.index] = part
+            break
+        kept[unit.index] = unit.text
+    return kept
+
+
+@register_strategy("random")
+@dataclass
+class RandomStrategy(Strategy):
+    """Drops randomly chosen units (seeded) until the budget fits: the floor any ranking must clear."""
+
+    granularity: str = param("sentence", choices=GRANULARITIES)
+
+    def _choose(self, request: Request) -> Choice:
+        scores = np.random.default_rng(request.seed).random(len(request.units))
+        return fit_by_score(request, scores.tolist())

@@ -1,0 +1,79 @@
+"""Strategies in sequence, e.g. dedup then tfidf; a pipeline is itself a strategy."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..exceptions import InvalidParameterError
+from ..messages import normalize_prompt, text_slots
+from ..tokens import DEFAULT_MODEL, count_messages_tokens
+from .base import CompressionResult, Strategy, check_budget, register_strategy, resolve_question
+
+
+@register_strategy("pipeline")
+@dataclass
+class Pipeline(Strategy):
+    """Runs ``steps`` in order, each on the output of the one before.
+
+    The budget applies to the last step (computed from the original prompt's tokens); earlier steps run
+    without one, so they remove only what they always remove (e.g. duplicates). The question is resolved
+    once, from the original prompt, and handed to every step, so a rewrite cannot change what is protected.
+    """
+
+    steps: list[Strategy] = field(default_factory=list)
+
+    def validate(self) -> None:
+        if not self.steps or not all(isinstance(s, Strategy) for s in self.steps):
+            raise InvalidParameterError("pipeline.steps must be a non-empty list of strategies")
+        for step in self.steps:
+            step.validate()
+
+    def compress(
+        self,
+        prompt: str | Sequence[Mapping[str, Any]],
+        *,
+        rate: float | None = None,
+        target_tokens: int | None = None,
+        question: str | None = None,
+        model: str = DEFAULT_MODEL,
+        seed: int = 0,
+        compress_system: bool = False,
+    ) -> CompressionResult:
+        started = time.perf_counter()
+        self.validate()
+        check_budget(rate, target_tokens)
+        messages = normalize_prompt(prompt)
+        question, _ = resolve_question(prompt, text_slots(messages), question)
+        original = count_messages_tokens(messages, model)
+        target = target_tokens if rate is None else int(rate * original)
+        results: list[CompressionResult] = []
+        current: Sequence[Mapping[str, Any]] = messages
+        for i, step in enumerate(self.steps):
+            last = i == len(self.steps) - 1
+            result = step.compress(
+                current,
+                target_tokens=target if last else None,
+                question=question,
+                model=model,
+                seed=seed,
+                compress_system=compress_system,
+            )
+            results.append(result)
+            current = result.messages
+        final = results[-1]
+        return CompressionResult(
+            messages=final.messages,
+            original_tokens=original,
+            compressed_tokens=final.compressed_tokens,
+            target_tokens=target,
+            budget_met=final.budget_met,
+            seconds=time.perf_counter() - started,
+            strategy=self.name,
+            params=self.config(),
+            model=model,
+            note="; ".join(f"{r.strategy}: {r.note}" for r in results if r.note),
+            trace=tuple(entry for r in results for entry in r.trace),
+        )

