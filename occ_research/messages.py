@@ -113,11 +113,12 @@ def default_question(slots: Sequence[Slot]) -> tuple[int, tuple[int, int]] | Non
 
 
 def find_question(slots: Sequence[Slot], question: str) -> tuple[int, tuple[int, int]] | None:
-    """The last verbatim occurrence of ``question`` in a slot, searching from the end."""
+    """The last verbatim occurrence of ``question``: in user turns first (latest first), then elsewhere."""
     needle = question.strip()
     if not needle:
         return None
-    for k in range(len(slots) - 1, -1, -1):
+    latest_first = sorted(range(len(slots)), key=lambda k: (slots[k].role != "user", -k))
+    for k in latest_first:
         at = slots[k].text.rfind(needle)
         if at >= 0:
             return k, (at, at + len(needle))

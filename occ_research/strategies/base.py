@@ -78,6 +78,9 @@ class Request:
     question: str  # "" when there is none
     model: str
     seed: int
+    #: scratch space shared by the calls of one ``compress`` (which may choose several times with budgets
+    #: adjusted to the measured result): lets a strategy score once and select many times
+    scratch: dict[str, Any] = field(default_factory=dict, compare=False)
 
 
 @dataclass(slots=True)
@@ -232,35 +235,31 @@ class Strategy:
         fixed = original - sum(u.tokens for u in layout.units) - layout.label_tokens
         budget = None if target is None else max(0, target - fixed)
         request = Request(layout.units, budget, question, model, seed)
-        choice = self._choose(request)
-        out = replace_texts(messages, slots, layout.render(choice.kept))
-        compressed = count_messages_tokens(out, model, memo)
-        # Units are counted one by one, so the joined text can differ by a few tokens (separators, merges
-        # at boundaries). Choose again with the overshoot taken off the budget; drop units as a last resort.
-        shrink = 1
-        for _ in range(4):
-            if target is None or compressed <= target or not self.fits_budget or not request.budget:
-                break
-            shrink *= 2  # the overshoot, doubled each round so that a choice that did not change moves
-            request = dataclasses.replace(
-                request, budget=max(0, request.budget - shrink * (compressed - target) // 2)
-            )
+        if target is None or not self.fits_budget:
             choice = self._choose(request)
             out = replace_texts(messages, slots, layout.render(choice.kept))
             compressed = count_messages_tokens(out, model, memo)
-        if target is not None and compressed > target and self.fits_budget:
-            choice, out, compressed = _fit_after_render(layout, choice, messages, slots, target, model, memo)
+        else:
+            choice, out, compressed = self._choose_to_fit(request, layout, messages, slots, target, memo)
         note = choice.note
         if compressed > original:  # a rewrite came out longer: never return more than was sent
             out, compressed, choice = messages, original, Choice({u.index: u.text for u in layout.units})
             note = "compression would have added tokens; the prompt is returned unchanged"
         budget_met = target is None or compressed <= target
-        if not budget_met and not note:
-            note = f"{self.name} does not drop text to meet a budget; combine it with a ranker in a pipeline"
-        if not budget_met and fixed > target:  # type: ignore[operator]
+        if not budget_met and not self.fits_budget:
+            reason = (
+                f"{self.name} does not drop text to meet a budget; combine it with a ranker in a pipeline"
+            )
+            note = f"{note}; {reason}" if note else reason
+        floor = (
+            0
+            if budget_met
+            else count_messages_tokens(replace_texts(messages, slots, layout.render({})), model, memo)
+        )
+        if target is not None and floor > target:
             note = (
                 f"protected content (system messages, the question, code, JSON, tables, message framing) "
-                f"alone is {fixed} tokens, over the target of {target}"
+                f"alone is {floor} tokens, over the target of {target}"
             )
         return CompressionResult(
             messages=out,
@@ -276,9 +275,62 @@ class Strategy:
             trace=_trace(self.name, layout.units, choice),
         )
 
+    def _choose_to_fit(
+        self,
+        request: Request,
+        layout: _Layout,
+        messages: list[Message],
+        slots: Sequence[Slot],
+        target: int,
+        memo: dict[str, int],
+    ) -> tuple[Choice, list[Message], int]:
+        """Choose, render and count; adjust the budget by the measured gap until the result fits snugly.
+
+        Units are counted one by one, so the joined text differs from their sum by a few tokens (line
+        breaks, labels, merges at boundaries). The gap measured on the rendered prompt goes back into the
+        budget: added when under by more than 2%, taken off (doubling each time) when over. As a last
+        resort the least valuable units are dropped until the prompt fits.
+        """
+        tolerance = max(1, target // 50)
+        best: tuple[Choice, list[Message], int] | None = None
+        overshoot_scale = 1
+        for _ in range(6):
+            choice = self._choose(request)
+            out = replace_texts(messages, slots, layout.render(choice.kept))
+            compressed = count_messages_tokens(out, model=request.model, memo=memo)
+            if compressed <= target:
+                if best is None or compressed > best[2]:
+                    best = (choice, out, compressed)
+                if target - compressed <= tolerance:
+                    break
+                budget = request.budget + (target - compressed)  # type: ignore[operator]
+            else:
+                budget = request.budget - overshoot_scale * (compressed - target)  # type: ignore[operator]
+                overshoot_scale *= 2
+            budget = max(0, budget)
+            if budget == request.budget:
+                break
+            request = dataclasses.replace(request, budget=budget)
+        if best is not None:
+            return best
+        return _fit_after_render(layout, choice, messages, slots, target, request.model, memo)
+
     def _choose(self, request: Request) -> Choice:
         """Say which units to keep. Subclasses implement this and nothing else of the pipeline."""
         raise NotImplementedError
+
+
+class RankingStrategy(Strategy):
+    """A strategy that scores units once (``_score``) and keeps the best that fit (``fit_by_score``)."""
+
+    def _score(self, request: Request) -> Sequence[float]:
+        """One score per unit, higher = more worth keeping, length-normalised (value per token)."""
+        raise NotImplementedError
+
+    def _choose(self, request: Request) -> Choice:
+        if "scores" not in request.scratch:
+            request.scratch["scores"] = self._score(request)
+        return fit_by_score(request, request.scratch["scores"])
 
 
 # -- helpers for strategies ----------------------------------------------------------------------------

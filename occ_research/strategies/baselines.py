@@ -11,10 +11,10 @@ from .base import (
     GRANULARITIES,
     Budget,
     Choice,
+    RankingStrategy,
     Request,
     Strategy,
     Unit,
-    fit_by_score,
     param,
     register_strategy,
 )
@@ -69,11 +69,10 @@ def _take_in_order(units: Sequence[Unit], budget: Budget, model: str, from_end: 
 
 @register_strategy("random")
 @dataclass
-class RandomStrategy(Strategy):
+class RandomStrategy(RankingStrategy):
     """Drops randomly chosen units (seeded) until the budget fits: the floor any ranking must clear."""
 
     granularity: str = param("sentence", choices=GRANULARITIES)
 
-    def _choose(self, request: Request) -> Choice:
-        scores = np.random.default_rng(request.seed).random(len(request.units))
-        return fit_by_score(request, scores.tolist())
+    def _score(self, request: Request) -> list[float]:
+        return [float(x) for x in np.random.default_rng(request.seed).random(len(request.units))]

@@ -11,19 +11,21 @@ from ..exceptions import InvalidParameterError
 from ..messages import normalize_prompt, text_slots
 from ..tokens import DEFAULT_MODEL, count_messages_tokens
 from .base import CompressionResult, Strategy, check_budget, register_strategy, resolve_question
+from .dedup import DedupStrategy
+from .rankers import Bm25Strategy
 
 
 @register_strategy("pipeline")
 @dataclass
 class Pipeline(Strategy):
-    """Runs ``steps`` in order, each on the output of the one before.
+    """Runs ``steps`` in order, each on the output of the one before (default: dedup, then bm25).
 
     The budget applies to the last step (computed from the original prompt's tokens); earlier steps run
     without one, so they remove only what they always remove (e.g. duplicates). The question is resolved
     once, from the original prompt, and handed to every step, so a rewrite cannot change what is protected.
     """
 
-    steps: list[Strategy] = field(default_factory=list)
+    steps: list[Strategy] = field(default_factory=lambda: [DedupStrategy(), Bm25Strategy()])
 
     def validate(self) -> None:
         if not self.steps or not all(isinstance(s, Strategy) for s in self.steps):

@@ -1,6 +1,6 @@
 """Rank units by relevance to the question (or by salience without one) and keep the best that fit.
 
-All three share the selection of ``fit_by_score``: best score per token first, skip what does not fit,
+All three are ``RankingStrategy``: they score units once and share the selection of ``fit_by_score``: best score per token first, skip what does not fit,
 fill the rest with the head of the next unit, emit in the original order.
 """
 
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..text import is_cjk_heavy
-from .base import GRANULARITIES, Choice, Request, Strategy, fit_by_score, param, register_strategy
+from .base import GRANULARITIES, RankingStrategy, Request, param, register_strategy
 
 _TERM = re.compile(r"\w+")
 _CJK_CHAR = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af]")
@@ -31,7 +31,7 @@ def terms(text: str) -> list[str]:
 
 @register_strategy("tfidf")
 @dataclass
-class TfidfStrategy(Strategy):
+class TfidfStrategy(RankingStrategy):
     """TF-IDF sentence pruning (scikit-learn).
 
     With a question: cosine similarity of each unit to the question, plus a small centrality term that
@@ -43,12 +43,12 @@ class TfidfStrategy(Strategy):
     granularity: str = param("sentence", choices=GRANULARITIES)
     centrality_weight: float = param(0.1, low=0.0, high=1.0)
 
-    def _choose(self, request: Request) -> Choice:
+    def _score(self, request: Request) -> list[float]:
         from sklearn.feature_extraction.text import TfidfVectorizer
 
         texts = [u.text for u in request.units]
         if not texts:
-            return Choice({})
+            return []
         cjk = is_cjk_heavy(" ".join(texts[:50]))
         vectorizer = TfidfVectorizer(
             sublinear_tf=True,
@@ -59,7 +59,7 @@ class TfidfStrategy(Strategy):
         try:
             matrix = vectorizer.fit_transform([*texts, request.question])
         except ValueError:  # empty vocabulary: only stop words or punctuation
-            return fit_by_score(request, [0.0] * len(texts))
+            return [0.0] * len(texts)
         units, question = matrix[:-1], matrix[-1]
         centroid = np.asarray(units.mean(axis=0)).ravel()
         norm = float(np.linalg.norm(centroid)) or 1.0
@@ -68,12 +68,12 @@ class TfidfStrategy(Strategy):
             scores = np.asarray((units @ question.T).todense()).ravel() + self.centrality_weight * centrality
         else:
             scores = centrality
-        return fit_by_score(request, scores.tolist())
+        return [float(x) for x in scores]
 
 
 @register_strategy("bm25")
 @dataclass
-class Bm25Strategy(Strategy):
+class Bm25Strategy(RankingStrategy):
     """Okapi BM25 ranking of units against the question.
 
     Rewards exact matches of rare question terms and saturates repeated ones, so it beats TF-IDF cosine when
@@ -85,10 +85,10 @@ class Bm25Strategy(Strategy):
     k1: float = param(1.2, low=0.0, high=3.0)
     b: float = param(0.75, low=0.0, high=1.0)
 
-    def _choose(self, request: Request) -> Choice:
+    def _score(self, request: Request) -> list[float]:
         docs = [Counter(terms(u.text)) for u in request.units]
         if not docs:
-            return Choice({})
+            return []
         n = len(docs)
         df = Counter(t for d in docs for t in d)
         idf = {t: math.log(1 + (n - f + 0.5) / (f + 0.5)) for t, f in df.items()}
@@ -104,12 +104,12 @@ class Bm25Strategy(Strategy):
                 )
             else:
                 scores.append(sum(idf[t] for t in doc))
-        return fit_by_score(request, scores)
+        return scores
 
 
 @register_strategy("gzip")
 @dataclass
-class GzipStrategy(Strategy):
+class GzipStrategy(RankingStrategy):
     """Normalised compression distance (zlib) between each unit and the question.
 
     Needs no vocabulary, so it copes with code, identifiers, numbers and mixed languages that defeat word
@@ -118,7 +118,7 @@ class GzipStrategy(Strategy):
 
     granularity: str = param("sentence", choices=GRANULARITIES)
 
-    def _choose(self, request: Request) -> Choice:
+    def _score(self, request: Request) -> list[float]:
         question = request.question.encode()
         cq = len(zlib.compress(question, 9)) if question else 0
         scores = []
@@ -130,4 +130,4 @@ class GzipStrategy(Strategy):
                 scores.append(1.0 - (joint - min(cx, cq)) / max(cx, cq, 1))
             else:
                 scores.append(cx / max(len(raw), 1))
-        return fit_by_score(request, scores)
+        return scores

@@ -1,0 +1,164 @@
+"""Behaviour of each strategy beyond the shared contract, on real data where it matters."""
+
+from __future__ import annotations
+
+import pytest
+
+from occ_research import InvalidParameterError, UnknownNameError, compress, make_strategy
+from occ_research.evals.datasets import Example
+from occ_research.evals.metrics import contains_answer
+from occ_research.strategies import Pipeline, strategy_from_config
+
+from .conftest import STRATEGY_NAMES, build
+
+BUDGETED = [n for n in STRATEGY_NAMES if build(n).fits_budget]
+
+
+@pytest.mark.parametrize("name", BUDGETED)
+@pytest.mark.parametrize("rate", [0.1, 0.25, 0.5, 0.75])
+def test_achieved_rate_is_within_5_percent_on_real_texts(
+    name: str, rate: float, qmsum_examples: list[Example], nq_examples: list[Example]
+) -> None:
+    for example in [*qmsum_examples, *nq_examples[:5]]:
+        result = build(name).compress(example.messages, rate=rate, question=example.question)
+        assert result.original_tokens > 500
+        assert result.budget_met
+        assert rate * 0.95 <= result.rate <= rate, (example.id, result.rate)
+
+
+@pytest.mark.parametrize("name", ["tfidf", "bm25"])
+def test_question_aware_rankers_keep_the_answer(name: str, nq_examples: list[Example]) -> None:
+    kept = [
+        contains_answer(compress(e.messages, name, rate=0.25, question=e.question).text, e.answers)
+        for e in nq_examples
+    ]
+    random_kept = [
+        contains_answer(compress(e.messages, "random", rate=0.25, question=e.question).text, e.answers)
+        for e in nq_examples
+    ]
+    assert sum(kept) >= 0.75 * len(kept)
+    assert sum(kept) > sum(random_kept) + 5
+
+
+def test_tfidf_without_question_keeps_central_sentences() -> None:
+    text = (
+        "Solar panels convert sunlight into electricity. Solar electricity output depends on sunlight hours. "
+        "My cat likes tuna. Panels produce more electricity in summer sunlight."
+    )
+    result = compress(text, "tfidf", rate=0.7)
+    assert "cat" not in result.text
+
+
+def test_gzip_ranks_by_similarity_to_the_question() -> None:
+    text = "The error code E4012 means the disk is full. The weather was nice. Lunch was pasta with tomato sauce."
+    result = compress(text, "gzip", rate=0.7, question="What does error code E4012 mean?")
+    assert "E4012" in result.text and "pasta" not in result.text
+
+
+@pytest.mark.parametrize(
+    ("side", "kept", "dropped"),
+    [("head", ["First"], ["Last"]), ("tail", ["Last"], ["First"]), ("middle", ["First", "Last"], ["Middle 10"])],
+)
+def test_truncate_sides(side: str, kept: list[str], dropped: list[str]) -> None:
+    text = "First sentence is here. " + " ".join(f"Middle {i} filler goes on." for i in range(20)) + " Last one here."
+    result = compress(text, "truncate", side=side, rate=0.3)
+    assert all(k in result.text for k in kept) and not any(d in result.text for d in dropped)
+
+
+def test_random_depends_on_seed_only() -> None:
+    text = " ".join(f"Sentence {i} is here." for i in range(60))
+    a, b, c = (compress(text, "random", rate=0.5, seed=s).text for s in (1, 1, 2))
+    assert a == b != c
+
+
+def test_dedup_marks_exact_and_near_copies() -> None:
+    chunk = (
+        "The Eiffel Tower was completed in 1889 for the World's Fair and stands 330 metres tall on the Champ "
+        "de Mars in Paris, where it was the tallest structure in the world until 1930."
+    )
+    messages = [
+        {"role": "user", "content": f"{chunk}\n\nWhen was it built?"},
+        {"role": "assistant", "content": "In 1889."},
+        {"role": "user", "content": f"{chunk.replace('stands', 'rises')} Other facts follow here today.\n\nHow tall?"},
+    ]
+    result = compress(messages, "dedup")
+    assert result.messages[0] == messages[0]
+    assert "[repeated text removed: see message 1]" in result.messages[2]["content"]
+    assert "Other facts follow here today." in result.messages[2]["content"]
+    assert result.messages[2]["content"].endswith("How tall?")
+    silent = compress(messages, "dedup", marker="")
+    assert "repeated" not in silent.messages[2]["content"]
+    assert not compress(messages, "dedup", threshold=1.0, min_words=50).saved_tokens
+
+
+def test_dedup_on_real_duplicated_chats(chat_examples: list[Example]) -> None:
+    from occ_research.evals.datasets import data_dir
+
+    import json
+
+    rows = json.loads((data_dir() / "fastchat_dummy_conversation" / "dummy_conversation.json").read_text())
+    history = [
+        {"role": "user" if t["from"] == "human" else "assistant", "content": t["value"]}
+        for row in rows[:40]
+        for t in row["conversations"]
+    ]
+    result = compress(history, "dedup", min_words=4)
+    assert result.rate < 0.8
+    assert len(result.messages) == len(history)
+
+
+def test_pipeline_runs_steps_in_order_and_meets_budget(qmsum_examples: list[Example]) -> None:
+    pipe = Pipeline([make_strategy("dedup"), make_strategy("tfidf")])
+    result = pipe.compress(qmsum_examples[0].messages, rate=0.3)
+    assert result.budget_met and 0.285 <= result.rate <= 0.3
+    assert {e.step for e in result.trace} == {"dedup", "tfidf"}
+    assert strategy_from_config(pipe.config()).config() == pipe.config()
+
+
+def test_params_are_validated_on_use_with_suggestions() -> None:
+    with pytest.raises(InvalidParameterError, match="did you mean 'granularity'"):
+        make_strategy("tfidf", granularty="sentence")
+    lazy = make_strategy("tfidf", granularity="word")  # constructors only store
+    with pytest.raises(InvalidParameterError, match="must be one of"):
+        lazy.compress("Some text.", rate=0.5)
+    with pytest.raises(InvalidParameterError, match=">= 0.05"):
+        compress("Some text.", "dedup", threshold=0.0)
+    with pytest.raises(InvalidParameterError, match="must be float"):
+        compress("Some text.", "bm25", k1="high", rate=0.5)
+    with pytest.raises(UnknownNameError, match="did you mean 'bm25'"):
+        make_strategy("bm52")
+
+
+@pytest.mark.parametrize(
+    "budget", [{"rate": 0}, {"rate": 1.5}, {"rate": True}, {"target_tokens": -1}, {"rate": 0.5, "target_tokens": 9}]
+)
+def test_bad_budgets_are_refused(budget: dict[str, float]) -> None:
+    with pytest.raises(InvalidParameterError):
+        compress("Some text.", "bm25", **budget)
+
+
+def test_clone_and_get_params() -> None:
+    s = make_strategy("bm25", k1=1.5)
+    c = s.clone(b=0.5)
+    assert c.get_params() == {"granularity": "sentence", "k1": 1.5, "b": 0.5}
+    assert s.get_params()["b"] == 0.75
+
+
+@pytest.mark.parametrize("granularity", ["sentence", "paragraph", "passage"])
+def test_granularities(granularity: str, nq_examples: list[Example]) -> None:
+    example = nq_examples[0]
+    result = compress(example.messages, "bm25", granularity=granularity, rate=0.4, question=example.question)
+    assert result.budget_met
+    whole = [e for e in result.trace if e.action == "kept"]
+    assert whole
+    if granularity == "passage":
+        assert all(e.text.startswith("Document [") or e.text.startswith("Write") for e in result.trace)
+
+
+def test_speaker_labels_survive_with_their_lines(qmsum_examples: list[Example]) -> None:
+    example = qmsum_examples[0]
+    result = compress(example.messages, "bm25", rate=0.2, question=example.question)
+    lines = result.messages[1]["content"].splitlines()
+    transcript_lines = [line for line in lines[:-2] if line.strip()]
+    assert transcript_lines
+    assert all(": " in line.split(".")[0] or line.startswith("[") for line in transcript_lines)

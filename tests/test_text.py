@@ -1,0 +1,81 @@
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from occ_research.text import join_atoms, protected_blocks, split_sentences, split_text
+
+
+def sentences(text: str) -> list[str]:
+    return [text[a:b] for a, b in split_sentences(text)]
+
+
+def test_abbreviations_initials_and_numbers_do_not_end_sentences() -> None:
+    text = "Dr. Smith met J. K. Rowling at 3.30 p.m. on Monday. It went well, e.g. the lunch. Was it fun? Yes!"
+    assert sentences(text) == [
+        "Dr. Smith met J. K. Rowling at 3.30 p.m. on Monday.",
+        "It went well, e.g. the lunch.",
+        "Was it fun?",
+        "Yes!",
+    ]
+
+
+def test_list_markers_and_quotes() -> None:
+    assert sentences("1. First item here. Second one.") == ["1. First item here.", "Second one."]
+    assert sentences('He said "Stop." Then he left.') == ['He said "Stop."', "Then he left."]
+
+
+def test_cjk_sentences_split_without_spaces() -> None:
+    assert sentences("这是第一句。这是第二句！最后一句？") == ["这是第一句。", "这是第二句！", "最后一句？"]
+
+
+def test_protected_blocks_code_json_tables() -> None:
+    text = (
+        "Intro line.\n```python\nx = 1. \nprint(x)\n```\n| a | b |\n|---|---|\n| 1 | 2 |\n"
+        '{"key": [1, 2, 3]}\n[1] Smith et al. said so.\n  ["a",\n   "b"]\nEnd.'
+    )
+    blocks = [text[a:b] for a, b in protected_blocks(text)]
+    assert blocks == [
+        "```python\nx = 1. \nprint(x)\n```",
+        "| a | b |\n|---|---|\n| 1 | 2 |",
+        '{"key": [1, 2, 3]}',
+        '["a",\n   "b"]',
+    ]
+
+
+def test_unclosed_fence_runs_to_the_end() -> None:
+    text = "Look:\n```\ncode without end. More code."
+    assert [text[a:b] for a, b in protected_blocks(text)] == ["```\ncode without end. More code."]
+
+
+def test_whole_json_text_is_one_block() -> None:
+    text = '  {"a": {"b": "Sentence one. Sentence two."}}\n'
+    assert [text[a:b] for a, b in protected_blocks(text)] == ['{"a": {"b": "Sentence one. Sentence two."}}']
+
+
+def test_speaker_labels_are_atoms_of_their_own() -> None:
+    seg = split_text("Barry Hughes: Perfectly happy. Thank you.\nDocument [1](Title: X) Text here.")
+    kinds = [(a.kind, a.text) for a in seg.atoms]
+    assert kinds[0] == ("label", "Barry Hughes:")
+    assert ("sentence", "Document [1](Title: X) Text here.") in kinds
+
+
+def test_join_keeps_paragraph_breaks_of_dropped_text() -> None:
+    seg = split_text("A one. A two.\n\nB one.\nC one.")
+    texts = [a.text for a in seg.atoms]
+    assert join_atoms(seg, [texts[0], None, None, texts[3]]) == "A one.\n\nC one."
+    assert join_atoms(seg, [None] * 4) == ""
+
+
+@given(st.text(max_size=400))
+def test_join_with_everything_kept_is_the_identity(text: str) -> None:
+    seg = split_text(text)
+    if seg.atoms:
+        assert join_atoms(seg, [a.text for a in seg.atoms]) == text
+
+
+@given(st.text(alphabet=st.sampled_from(list("ab .!?\n\t`{}[]|:\"'。")), max_size=300))
+def test_atoms_cover_all_non_space_text(text: str) -> None:
+    seg = split_text(text)
+    assert "".join("".join(a.text.split()) for a in seg.atoms) == "".join(text.split())
+    assert all(not a.after.strip() for a in seg.atoms)
