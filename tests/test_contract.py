@@ -17,10 +17,26 @@ from occ_research.tokens import count_tokens
 
 from .conftest import STRATEGY_NAMES, build
 
-WORDS = ["alpha", "Beta", "gamma", "données", "über", "東京", "数据", "🙂", "x=1", "3.14", "e.g.", "Dr.", "URL"]
+WORDS = [
+    "alpha",
+    "Beta",
+    "gamma",
+    "données",
+    "über",
+    "東京",
+    "数据",
+    "🙂",
+    "x=1",
+    "3.14",
+    "e.g.",
+    "Dr.",
+    "URL",
+]
 
 
-def check_contract(strategy: Strategy, prompt: Any, budget: dict[str, Any], model: str = "gpt-4o") -> CompressionResult:
+def check_contract(
+    strategy: Strategy, prompt: Any, budget: dict[str, Any], model: str = "gpt-4o"
+) -> CompressionResult:
     """Compress ``prompt`` and assert every guarantee of the contract; returns the result."""
     before = copy.deepcopy(prompt)
     result = strategy.compress(prompt, model=model, seed=7, **budget)
@@ -38,13 +54,17 @@ def check_contract(strategy: Strategy, prompt: Any, budget: dict[str, Any], mode
     assert len(out) == len(original)
     for old, new in zip(original, out, strict=True):
         assert old.keys() == new.keys()
-        assert {k: v for k, v in old.items() if k != "content"} == {k: v for k, v in new.items() if k != "content"}
+        assert {k: v for k, v in old.items() if k != "content"} == {
+            k: v for k, v in new.items() if k != "content"
+        }
         if old["role"] in ("system", "developer"):
             assert new == old
         if isinstance(old["content"], list):
             assert len(new["content"]) == len(old["content"])
             for a, b in zip(old["content"], new["content"], strict=True):
-                assert {k: v for k, v in a.items() if k != "text"} == {k: v for k, v in b.items() if k != "text"}
+                assert {k: v for k, v in a.items() if k != "text"} == {
+                    k: v for k, v in b.items() if k != "text"
+                }
         elif not isinstance(old["content"], str):
             assert new["content"] == old["content"]
 
@@ -77,7 +97,9 @@ def check_contract(strategy: Strategy, prompt: Any, budget: dict[str, Any], mode
 
 # -- generated prompts -----------------------------------------------------------------------------------
 
-sentence = st.lists(st.sampled_from(WORDS), min_size=1, max_size=12).map(lambda ws: " ".join(ws).capitalize() + ".")
+sentence = st.lists(st.sampled_from(WORDS), min_size=1, max_size=12).map(
+    lambda ws: " ".join(ws).capitalize() + "."
+)
 paragraph = st.lists(sentence, min_size=1, max_size=6).map(" ".join)
 block = st.one_of(
     paragraph,
@@ -88,16 +110,44 @@ block = st.one_of(
 )
 text = st.lists(block, min_size=0, max_size=6).map("\n\n".join)
 tool_call = st.fixed_dictionaries(
-    {"id": st.just("call_1"), "type": st.just("function"), "function": st.fixed_dictionaries({"name": st.just("lookup"), "arguments": st.just('{"q": "x. Y"}')})}
+    {
+        "id": st.just("call_1"),
+        "type": st.just("function"),
+        "function": st.fixed_dictionaries({"name": st.just("lookup"), "arguments": st.just('{"q": "x. Y"}')}),
+    }
 )
 message = st.one_of(
-    st.fixed_dictionaries({"role": st.sampled_from(["system", "user", "assistant", "developer"]), "content": text}),
     st.fixed_dictionaries(
-        {"role": st.just("user"), "content": st.lists(st.one_of(text.map(lambda t: {"type": "text", "text": t}), st.just({"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}})), max_size=3)}
+        {"role": st.sampled_from(["system", "user", "assistant", "developer"]), "content": text}
     ),
-    st.fixed_dictionaries({"role": st.just("assistant"), "content": st.none(), "tool_calls": st.lists(tool_call, min_size=1, max_size=2)}),
+    st.fixed_dictionaries(
+        {
+            "role": st.just("user"),
+            "content": st.lists(
+                st.one_of(
+                    text.map(lambda t: {"type": "text", "text": t}),
+                    st.just({"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}),
+                ),
+                max_size=3,
+            ),
+        }
+    ),
+    st.fixed_dictionaries(
+        {
+            "role": st.just("assistant"),
+            "content": st.none(),
+            "tool_calls": st.lists(tool_call, min_size=1, max_size=2),
+        }
+    ),
     st.fixed_dictionaries({"role": st.just("tool"), "tool_call_id": st.just("call_1"), "content": text}),
-    st.fixed_dictionaries({"role": st.just("user"), "name": st.just("alice"), "content": text, "x-extra": st.just({"keep": [1, 2]})}),
+    st.fixed_dictionaries(
+        {
+            "role": st.just("user"),
+            "name": st.just("alice"),
+            "content": text,
+            "x-extra": st.just({"keep": [1, 2]}),
+        }
+    ),
 )
 messages = st.lists(message, min_size=1, max_size=5)
 budgets = st.one_of(
@@ -119,7 +169,9 @@ def test_contract_on_generated_prompts(name: str, prompt: Any, budget: dict[str,
 
 
 def _adversarial() -> dict[str, Any]:
-    long_text = " ".join(f"Sentence number {i} talks about topic {i % 37} in some detail." for i in range(16_000))
+    long_text = " ".join(
+        f"Sentence number {i} talks about topic {i % 37} in some detail." for i in range(16_000)
+    )
     return {
         "empty": "",
         "whitespace": "  \n\n \t ",
@@ -133,14 +185,44 @@ def _adversarial() -> dict[str, Any]:
         "tools": [
             {"role": "system", "content": "You are helpful. Be brief."},
             {"role": "user", "content": "Weather in Paris? It is for a trip. We leave soon."},
-            {"role": "assistant", "content": None, "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "weather", "arguments": '{"city": "Paris"}'}}]},
-            {"role": "tool", "tool_call_id": "c1", "content": "Sunny. 24 degrees. Light wind from the west. No rain expected today."},
-            {"role": "user", "content": [{"type": "text", "text": "And this picture? It shows the river."}, {"type": "image_url", "image_url": {"url": "https://example.com/a.png"}}]},
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {
+                        "id": "c1",
+                        "type": "function",
+                        "function": {"name": "weather", "arguments": '{"city": "Paris"}'},
+                    }
+                ],
+            },
+            {
+                "role": "tool",
+                "tool_call_id": "c1",
+                "content": "Sunny. 24 degrees. Light wind from the west. No rain expected today.",
+            },
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "And this picture? It shows the river."},
+                    {"type": "image_url", "image_url": {"url": "https://example.com/a.png"}},
+                ],
+            },
         ],
         "repeated": [
-            {"role": "user", "content": "The same long paragraph appears here with many words in it. " * 3 + "\n\nFirst question?"},
-            {"role": "assistant", "content": "The same long paragraph appears here with many words in it. Noted."},
-            {"role": "user", "content": "The same long paragraph appears here with many words in it.\n\nSecond question?"},
+            {
+                "role": "user",
+                "content": "The same long paragraph appears here with many words in it. " * 3
+                + "\n\nFirst question?",
+            },
+            {
+                "role": "assistant",
+                "content": "The same long paragraph appears here with many words in it. Noted.",
+            },
+            {
+                "role": "user",
+                "content": "The same long paragraph appears here with many words in it.\n\nSecond question?",
+            },
         ],
     }
 
@@ -158,7 +240,10 @@ def test_contract_on_adversarial_prompts(name: str, case: str) -> None:
 
 @pytest.mark.parametrize("name", [n for n in STRATEGY_NAMES if build(n).fits_budget])
 def test_budget_is_met_unless_protected_content_exceeds_it(name: str) -> None:
-    prompt = [{"role": "system", "content": "Rules. " * 60}, {"role": "user", "content": "Some context here. " * 40 + "\n\nQuestion?"}]
+    prompt = [
+        {"role": "system", "content": "Rules. " * 60},
+        {"role": "user", "content": "Some context here. " * 40 + "\n\nQuestion?"},
+    ]
     result = build(name).compress(prompt, target_tokens=50)
     assert not result.budget_met and "protected content" in result.note
     result = build(name).compress(prompt, target_tokens=200)
@@ -166,7 +251,10 @@ def test_budget_is_met_unless_protected_content_exceeds_it(name: str) -> None:
 
 
 def test_system_messages_compress_only_when_asked() -> None:
-    prompt = [{"role": "system", "content": "Rule one is long and detailed. " * 30}, {"role": "user", "content": "Hi?"}]
+    prompt = [
+        {"role": "system", "content": "Rule one is long and detailed. " * 30},
+        {"role": "user", "content": "Hi?"},
+    ]
     kept = build("tfidf").compress(prompt, rate=0.5)
     assert kept.messages[0] == prompt[0]
     squeezed = build("tfidf").compress(prompt, rate=0.5, compress_system=True)

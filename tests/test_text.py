@@ -11,7 +11,9 @@ def sentences(text: str) -> list[str]:
 
 
 def test_abbreviations_initials_and_numbers_do_not_end_sentences() -> None:
-    text = "Dr. Smith met J. K. Rowling at 3.30 p.m. on Monday. It went well, e.g. the lunch. Was it fun? Yes!"
+    text = (
+        "Dr. Smith met J. K. Rowling at 3.30 p.m. on Monday. It went well, e.g. the lunch. Was it fun? Yes!"
+    )
     assert sentences(text) == [
         "Dr. Smith met J. K. Rowling at 3.30 p.m. on Monday.",
         "It went well, e.g. the lunch.",

@@ -14,7 +14,11 @@ COOKBOOK_MESSAGES = [
         "content": "You are a helpful, pattern-following assistant that translates corporate jargon into plain English.",
     },
     {"role": "system", "name": "example_user", "content": "New synergies will help drive top-line growth."},
-    {"role": "system", "name": "example_assistant", "content": "Things working well together will increase revenue."},
+    {
+        "role": "system",
+        "name": "example_assistant",
+        "content": "Things working well together will increase revenue.",
+    },
     {
         "role": "system",
         "name": "example_user",
@@ -82,7 +86,25 @@ def test_unknown_encoding() -> None:
 
 def test_tool_calls_and_parts_are_counted() -> None:
     plain = [{"role": "user", "content": "hello there"}]
-    parts = [{"role": "user", "content": [{"type": "text", "text": "hello there"}, {"type": "image_url", "image_url": {"url": "x"}}]}]
+    parts = [
+        {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": "hello there"},
+                {"type": "image_url", "image_url": {"url": "x"}},
+            ],
+        }
+    ]
     assert count_tokens(parts) == count_tokens(plain)
-    call = {"role": "assistant", "content": None, "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "lookup", "arguments": '{"q": "weather in Paris"}'}}]}
+    call = {
+        "role": "assistant",
+        "content": None,
+        "tool_calls": [
+            {
+                "id": "c1",
+                "type": "function",
+                "function": {"name": "lookup", "arguments": '{"q": "weather in Paris"}'},
+            }
+        ],
+    }
     assert count_tokens([call]) > count_tokens([{"role": "assistant", "content": None}])

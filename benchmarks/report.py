@@ -1,0 +1,44 @@
+"""Turn a pytest-benchmark JSON file into the README's Markdown table (median ms, peak MiB, growth)."""
+
+from __future__ import annotations
+
+import json
+import math
+import platform
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+
+def main(path: str) -> None:
+    data = json.loads(Path(path).read_text(encoding="utf-8"))
+    table: dict[tuple[str, str], dict[int, tuple[float, float, int]]] = defaultdict(dict)
+    for bench in data["benchmarks"]:
+        params, info = bench["params"], bench["extra_info"]
+        table[(params["name"], params["source"])][params["size"]] = (
+            bench["stats"]["median"] * 1000,
+            info["peak_mib"],
+            info["tokens"],
+        )
+    machine = data["machine_info"]
+    print(
+        f"Machine: {machine.get('cpu', {}).get('brand_raw', platform.processor())}, "
+        f"{machine.get('cpu', {}).get('count', '?')} cores, Python {machine['python_version']}; "
+        f"{data['datetime'][:10]}. Median of pytest-benchmark rounds, rate 0.25.\n"
+    )
+    print(
+        "| strategy | text | 1k tokens ms | 10k tokens ms | 100k tokens ms | peak MiB at 100k | growth exponent 10k->100k |"
+    )
+    print("|---|---|---:|---:|---:|---:|---:|")
+    for (name, source), sizes in sorted(table.items()):
+        cells = [f"{sizes[s][0]:.2f}" if s in sizes else "-" for s in (1000, 10000, 100000)]
+        growth = "-"
+        if 10000 in sizes and 100000 in sizes:
+            (t1, _, n1), (t2, _, n2) = sizes[10000], sizes[100000]
+            growth = f"{math.log(t2 / t1) / math.log(n2 / n1):.2f}"
+        peak = f"{sizes[100000][1]:.0f}" if 100000 in sizes else "-"
+        print(f"| {name} | {source} | {' | '.join(cells)} | {peak} | {growth} |")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1] if len(sys.argv) > 1 else "benchmarks/results.json")
