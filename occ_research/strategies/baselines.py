@@ -34,7 +34,7 @@ class IdentityStrategy(Strategy):
 @register_strategy("truncate")
 @dataclass
 class TruncateStrategy(Strategy):
-    """Keeps the first (``head``), last (``tail``) or both outer parts (``middle``) of the compressible text.
+    """Keeps the head, the tail, or both ends (``side="middle"``) of the compressible text.
 
     What most clients do when a prompt is too long; wins when the answer sits at the start or the end.
     """

@@ -18,8 +18,10 @@ _FOLD = np.random.default_rng(0).integers(1, 1 << 63, size=512, dtype=np.uint64)
 @register_strategy("dedup")
 @dataclass
 class DedupStrategy(Strategy):
-    """Removes text that already appeared earlier in the prompt: repeated RAG chunks, pasted-again text,
-    repeated tool outputs, a system prompt sent twice (with ``compress_system``).
+    """Removes exact and near-duplicate text, keeping the first occurrence.
+
+    For repeated RAG chunks, pasted-again text, repeated tool outputs, a system prompt sent twice (with
+    ``compress_system``).
 
     A unit is a duplicate when its normalised words equal an earlier unit's, or when the Jaccard similarity
     of their word shingles reaches ``threshold`` (MinHash with LSH finds candidates in near-linear time;
