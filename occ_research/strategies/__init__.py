@@ -1,6 +1,6 @@
 """Compression strategies. Importing this package registers the built-in ones."""
 
-from . import baselines, dedup, pipeline, rankers
+from . import baselines, dedup, embed, pipeline, rankers, selfinfo, summarize
 from .base import (
     STRATEGIES,
     Choice,
@@ -40,6 +40,7 @@ __all__ = [
     "baselines",
     "check_budget",
     "dedup",
+    "embed",
     "fit_by_score",
     "list_strategies",
     "make_strategy",
@@ -47,5 +48,7 @@ __all__ = [
     "pipeline",
     "rankers",
     "register_strategy",
+    "selfinfo",
     "strategy_from_config",
+    "summarize",
 ]

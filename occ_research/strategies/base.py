@@ -415,9 +415,9 @@ class Budget:
     def cost(self, unit: Unit) -> int:
         return unit.tokens + (unit.label_tokens if unit.label >= 0 and unit.label not in self._paid else 0)
 
-    def take(self, unit: Unit) -> bool:
-        """Spend the unit's cost if it fits."""
-        cost = self.cost(unit)
+    def take(self, unit: Unit, tokens: int | None = None) -> bool:
+        """Spend the unit's cost (or ``tokens`` of it, for a part) and its label's, if that fits."""
+        cost = self.cost(unit) - unit.tokens + (unit.tokens if tokens is None else tokens)
         if cost > self.left:
             return False
         self.left -= cost

