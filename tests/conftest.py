@@ -28,3 +28,11 @@ def nq_examples() -> list[Example]:
 @pytest.fixture(scope="session")
 def chat_examples() -> list[Example]:
     return load_examples("sharegpt-chat", n=10)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Keep the LLM call cache of a test run out of the user's cache folder."""
+    import os
+    import tempfile
+
+    os.environ.setdefault("OCC_CACHE_DIR", tempfile.mkdtemp(prefix="occ-test-cache-"))

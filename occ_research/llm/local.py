@@ -6,9 +6,11 @@ installed package and checked against its sha256. Any other GGUF file works with
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import importlib.metadata
 import threading
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from functools import cache
 from pathlib import Path
@@ -110,6 +112,19 @@ class LocalLLM(LLM):
         scored in windows of ``window`` tokens, each seeing up to half a window of the preceding tokens, so
         memory stays bounded whatever the length.
         """
+        key = (self.path, text, prefix, window)
+        with _models_lock:
+            if key in _recent_logprobs:
+                _recent_logprobs.move_to_end(key)
+                return _recent_logprobs[key]
+        spans = self._token_logprobs(text, prefix, window)
+        with _models_lock:
+            _recent_logprobs[key] = spans
+            while len(_recent_logprobs) > 32:
+                _recent_logprobs.popitem(last=False)
+        return spans
+
+    def _token_logprobs(self, text: str, prefix: str, window: int) -> list[tuple[int, int, float]]:
         llama, lock = _load(self.path, 2 * window + 8, logits_all=True)
         data = text.encode("utf-8")
         with lock:
@@ -158,6 +173,16 @@ def _char_spans(text: str, pieces: list[bytes], logprobs: list[float]) -> list[t
 
 _models: dict[tuple[Path, int, bool], tuple[Any, threading.Lock]] = {}
 _models_lock = threading.Lock()
+# the last texts scored: a strategy that chooses several times per compression scores each text once
+_recent_logprobs: OrderedDict[tuple[Path, str, str, int], list[tuple[int, int, float]]] = OrderedDict()
+
+
+@atexit.register
+def _close_models() -> None:
+    """Free the models while the interpreter is still whole (llama-cpp's own finaliser fails at exit)."""
+    for llama, _ in _models.values():
+        llama.close()
+    _models.clear()
 
 
 def _load(path: Path, n_ctx: int, *, logits_all: bool) -> tuple[Any, threading.Lock]:

@@ -21,6 +21,7 @@ import dataclasses
 import difflib
 import functools
 import gc
+import math
 import re
 import threading
 import time
@@ -376,6 +377,28 @@ class RankingStrategy(Strategy):
         return fit_by_score(request, request.scratch["scores"])
 
 
+def coarse_cut(request: Request, max_tokens: int) -> Request | Choice:
+    """Bound the work of a model-based strategy: at most ``max_tokens`` of text reach the model.
+
+    When the compressible text is longer, question-aware BM25 first keeps the best units: up to
+    ``max_tokens`` of them, handed back as a narrower request for the model to compress further; or, when
+    the budget itself is at least ``max_tokens``, the whole selection, returned as the final choice (the
+    model could not read that much text at a bearable cost).
+    """
+    total = sum(u.tokens for u in request.units)
+    if request.budget is None or total <= max_tokens:
+        return request
+    coarse = make_strategy("bm25")
+    scratch = request.scratch.setdefault("coarse", {})
+    if request.budget >= max_tokens:
+        choice = coarse._choose(dataclasses.replace(request, scratch=scratch))
+        choice.note = f"text over max_model_tokens={max_tokens} with a larger budget: bm25 selection only"
+        return choice
+    cut = coarse._choose(dataclasses.replace(request, budget=max_tokens, scratch=scratch))
+    units = tuple(u for u in request.units if cut.kept.get(u.index) == u.text)
+    return dataclasses.replace(request, units=units)
+
+
 # -- helpers for strategies ----------------------------------------------------------------------------
 
 
@@ -384,12 +407,13 @@ def fit_by_score(request: Request, scores: Sequence[float]) -> Choice:
 
     Scores here are length-normalised relevance (cosine, BM25, compression distance), i.e. value per
     token, so ranking by score is the greedy knapsack rule. Units that do not fit are skipped, so smaller
-    ones further down can still use the budget. Ties go to the earlier unit.
+    ones further down can still use the budget. Ties go to the earlier unit; a score of -inf is never kept.
     """
     units = request.units
+    candidates = [u for u in units if scores[u.index] > -math.inf]
     if request.budget is None:
-        return Choice({u.index: u.text for u in units}, scores)
-    order = sorted(units, key=lambda u: (-scores[u.index], u.index))
+        return Choice({u.index: u.text for u in candidates}, scores)
+    order = sorted(candidates, key=lambda u: (-scores[u.index], u.index))
     budget = Budget(request.budget)
     kept: dict[int, str] = {}
     for unit in order:

@@ -10,7 +10,17 @@ from functools import cache
 from ..exceptions import OCCError
 from ..llm import LLM, make_llm
 from ..llm.prompts import LATEST, render
-from .base import Choice, Request, Strategy, Unit, make_strategy, param, register_strategy, trim_to_tokens
+from .base import (
+    Choice,
+    Request,
+    Strategy,
+    Unit,
+    coarse_cut,
+    make_strategy,
+    param,
+    register_strategy,
+    trim_to_tokens,
+)
 
 WORDS_PER_TOKEN = 0.75  # English prose: about three words per four tokens
 
@@ -31,8 +41,9 @@ class SummarizeStrategy(Strategy):
     ``conversation`` mode summarises the older turns into one summary, placed in the first of them (the other
     older turns keep their role with their text removed), and keeps the last ``keep_recent`` messages verbatim.
     ``auto`` picks conversation mode when the text spans three or more messages. Protected content (code,
-    JSON, tool calls, the question, system messages) never goes through the LLM. If the LLM fails, times out
-    or is not installed, the ``fallback`` extractive strategy is used and the note says so.
+    JSON, tool calls, the question, system messages) never goes through the LLM. Beyond ``max_model_tokens``
+    BM25 first narrows the text (see ``coarse_cut``). If the LLM fails, times out or is not installed, the
+    ``fallback`` extractive strategy is used and the note says so.
     """
 
     llm: str = param("local")
@@ -44,14 +55,18 @@ class SummarizeStrategy(Strategy):
     fallback: str = param("bm25")
     prompt_version: str = param(LATEST)
     timeout: float = param(120.0, low=1.0)
+    max_model_tokens: int = param(2400, low=64)
 
     def _choose(self, request: Request) -> Choice:
         units = request.units
         total = sum(u.tokens for u in units)
         if request.budget is None or total <= request.budget:
             return Choice({u.index: u.text for u in units})
+        narrowed = coarse_cut(request, self.max_model_tokens)
+        if isinstance(narrowed, Choice):
+            return narrowed
         try:
-            return self._summarise(request)
+            return self._summarise(narrowed)
         except OCCError as exc:
             choice = make_strategy(self.fallback)._choose(request)
             choice.note = f"summarize fell back to {self.fallback}: {exc}"
@@ -67,7 +82,7 @@ class SummarizeStrategy(Strategy):
             for unit in units:
                 if unit.message in recent:
                     kept[unit.index] = unit.text
-            budget -= sum(units[i].tokens for i in kept)
+            budget -= sum(u.tokens for u in units if u.index in kept)
             chunks = [[u for u in units if u.message not in recent]]
             kind = "conversation"
         else:
@@ -109,6 +124,7 @@ class SummarizeStrategy(Strategy):
                     [{"role": "user", "content": prompt}],
                     max_tokens=shares[i],
                     temperature=0.0,
+                    frequency_penalty=0.5,
                     seed=request.seed,
                 )
                 return answer.text.strip()

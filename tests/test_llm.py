@@ -1,0 +1,209 @@
+"""LLM back ends. The OpenAI-compatible client is driven against the real local model where it matters
+(strategies) and against httpx.MockTransport fakes only to inject faults a paid upstream cannot be made to
+produce on demand (timeouts, 5xx, 429, malformed bodies); each fake says what it injects."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import multiprocessing
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+
+from occ_research.llm import (
+    CachedLLM,
+    CallCache,
+    ChatResponse,
+    LLMResponseError,
+    LLMTimeoutError,
+    LLMUpstreamError,
+    LocalLLM,
+    LocalModelError,
+    OpenAICompatibleLLM,
+    make_llm,
+)
+from occ_research.llm.local import embedded_model_path
+
+HELLO = [{"role": "user", "content": "Say hello."}]
+
+
+def completion(text: str = "hello") -> dict[str, object]:
+    return {
+        "id": "x",
+        "object": "chat.completion",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 5, "completion_tokens": 1, "total_tokens": 6},
+    }
+
+
+def client(
+    handler: Callable[[httpx.Request], httpx.Response], **options: object
+) -> tuple[OpenAICompatibleLLM, list[httpx.Request]]:
+    seen: list[httpx.Request] = []
+
+    def record(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return handler(request)
+
+    llm = OpenAICompatibleLLM(
+        "m",
+        "http://upstream.test/v1",
+        api_key="k",
+        backoff=0.0,
+        transport=httpx.MockTransport(record),
+        **options,
+    )  # type: ignore[arg-type]
+    return llm, seen
+
+
+def test_parses_a_completion_and_sends_the_openai_body() -> None:
+    llm, seen = client(lambda r: httpx.Response(200, json=completion("hi there")))
+    answer = llm.chat(HELLO, max_tokens=5, temperature=0.0)
+    assert answer == ChatResponse("hi there", "stop", 5, 1)
+    body = json.loads(seen[0].content)
+    assert body == {"model": "m", "messages": HELLO, "max_tokens": 5, "temperature": 0.0, "stream": False}
+    assert seen[0].headers["authorization"] == "Bearer k"
+    assert str(seen[0].url) == "http://upstream.test/v1/chat/completions"
+
+
+def test_retries_server_errors_then_succeeds() -> None:
+    # fault injected: two 500s before a good answer
+    replies = iter(
+        [
+            httpx.Response(500, json={"error": {"message": "boom"}}),
+            httpx.Response(503),
+            httpx.Response(200, json=completion()),
+        ]
+    )
+    llm, seen = client(lambda r: next(replies))
+    assert llm.chat(HELLO).text == "hello"
+    assert len(seen) == 3
+
+
+def test_429_honours_retry_after() -> None:
+    # fault injected: rate limited once, with Retry-After: 0
+    replies = iter(
+        [httpx.Response(429, headers={"retry-after": "0"}), httpx.Response(200, json=completion())]
+    )
+    llm, seen = client(lambda r: next(replies))
+    assert llm.chat(HELLO).text == "hello" and len(seen) == 2
+
+
+def test_client_errors_are_not_retried() -> None:
+    llm, seen = client(lambda r: httpx.Response(400, json={"error": {"message": "bad max_tokens"}}))
+    with pytest.raises(LLMUpstreamError, match="bad max_tokens") as info:
+        llm.chat(HELLO)
+    assert info.value.status == 400 and len(seen) == 1
+
+
+def test_timeouts_exhaust_retries() -> None:
+    # fault injected: the upstream never answers in time
+    def slow(request: httpx.Request) -> httpx.Response:
+        raise httpx.ReadTimeout("read timed out", request=request)
+
+    llm, seen = client(slow, max_retries=2)
+    with pytest.raises(LLMTimeoutError):
+        llm.chat(HELLO)
+    assert len(seen) == 3
+
+
+@pytest.mark.parametrize("body", [b"not json", b'{"choices": []}', b'{"choices": [{"message": null}]}'])
+def test_malformed_bodies_raise_a_typed_error(body: bytes) -> None:
+    # fault injected: a 200 whose body is not a chat completion
+    llm, _ = client(lambda r: httpx.Response(200, content=body))
+    with pytest.raises(LLMResponseError):
+        llm.chat(HELLO)
+
+
+def test_unreachable_upstream() -> None:
+    llm = OpenAICompatibleLLM("m", "http://127.0.0.1:9/v1", max_retries=1, backoff=0.0, timeout=2.0)
+    with pytest.raises(LLMUpstreamError, match="unreachable"):
+        llm.chat(HELLO)
+
+
+def test_async_calls_respect_the_concurrency_bound() -> None:
+    in_flight = 0
+    peak = 0
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        nonlocal in_flight, peak
+        in_flight += 1
+        peak = max(peak, in_flight)
+        await asyncio.sleep(0.01)
+        in_flight -= 1
+        return httpx.Response(200, json=completion())
+
+    async def run() -> list[ChatResponse]:
+        llm = OpenAICompatibleLLM(
+            "m", "http://upstream.test/v1", max_concurrency=3, async_transport=httpx.MockTransport(handler)
+        )
+        return await asyncio.gather(*(llm.achat(HELLO) for _ in range(12)))
+
+    assert len(asyncio.run(run())) == 12
+    assert peak == 3
+
+
+def test_cache_answers_repeated_calls(tmp_path: Path) -> None:
+    llm, seen = client(lambda r: httpx.Response(200, json=completion()))
+    cached = CachedLLM(llm, CallCache(tmp_path / "c.sqlite"))
+    cached.chat(HELLO, max_tokens=5)
+    cached.chat(HELLO, max_tokens=5)
+    assert len(seen) == 1
+    cached.chat(HELLO, max_tokens=6)
+    assert len(seen) == 2
+    assert asyncio.run(cached.achat(HELLO, max_tokens=5)).text == "hello" and len(seen) == 2
+
+
+def _write_entries(path: str, worker: int) -> None:
+    cache = CallCache(path)
+    for i in range(100):
+        cache.put(f"{worker}-{i}", ChatResponse(f"answer {worker} {i}"))
+
+
+def test_cache_survives_concurrent_writers(tmp_path: Path) -> None:
+    path = str(tmp_path / "shared.sqlite")
+    CallCache(path)
+    processes = [
+        multiprocessing.get_context("spawn").Process(target=_write_entries, args=(path, w)) for w in range(3)
+    ]
+    for p in processes:
+        p.start()
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(lambda w: _write_entries(path, w), range(10, 14)))
+    for p in processes:
+        p.join(60)
+        assert p.exitcode == 0
+    cache = CallCache(path)
+    assert len(cache) == 700
+    assert cache.get("2-99") == ChatResponse("answer 2 99")
+
+
+def test_local_model_chats_and_scores() -> None:
+    llm = LocalLLM()
+    answer = llm.chat([{"role": "user", "content": "What is the capital of France?"}], max_tokens=12)
+    assert answer.text.strip() and answer.completion_tokens <= 12
+    text = "Paris is the capital of France. It has about two million inhabitants."
+    spans = llm.token_logprobs(text)
+    assert spans[0][0] == 0 and spans[-1][1] == len(text)
+    assert all(a[1] == b[0] for a, b in zip(spans, spans[1:], strict=False))
+    assert all(lp <= 0 for _, _, lp in spans)
+    windowed = llm.token_logprobs(text * 8, window=32)
+    assert windowed[-1][1] == len(text) * 8
+
+
+def test_local_model_file_is_verified(tmp_path: Path) -> None:
+    with pytest.raises(LocalModelError, match="not found"):
+        LocalLLM(tmp_path / "missing.gguf")
+    with pytest.raises(LocalModelError, match="sha256"):
+        LocalLLM(embedded_model_path(), sha256="0" * 64)
+
+
+def test_make_llm() -> None:
+    local = make_llm("local")
+    assert isinstance(local, CachedLLM) and isinstance(local.llm, LocalLLM)
+    remote = make_llm("my-model", base_url="http://127.0.0.1:8000/v1", cache=False)
+    assert isinstance(remote, OpenAICompatibleLLM) and remote.base_url == "http://127.0.0.1:8000/v1"

@@ -1,0 +1,73 @@
+"""The model-based strategies with the real local models (SmolLM2 GGUF, MiniLM ONNX) on short real inputs."""
+
+from __future__ import annotations
+
+import re
+
+from occ_research import compress
+from occ_research.evals.datasets import Example
+
+
+def words(text: str) -> set[str]:
+    return set(re.findall(r"\S+", text))
+
+
+def test_selfinfo_prunes_words_without_fusing_them(nq_examples: list[Example]) -> None:
+    example = nq_examples[0]
+    short = [{"role": "user", "content": example.messages[0]["content"][:1500] + "\n\n" + example.question}]
+    for level in ("word", "phrase", "sentence"):
+        result = compress(short, "selfinfo", level=level, rate=0.5, question=example.question)
+        assert result.budget_met and result.rate >= 0.4
+        assert words(result.text) <= words(short[0]["content"])  # whole words only, nothing invented
+    numbers = re.findall(r"\d[\d,.]*\d|\d", short[0]["content"][:1500])
+    kept = compress(short, "selfinfo", level="word", rate=0.6, question=example.question).text
+    assert sum(n in kept for n in numbers) >= 0.8 * len(numbers)
+
+
+def test_summarize_document_mode_with_the_local_model(qmsum_examples: list[Example]) -> None:
+    example = qmsum_examples[0]
+    text = example.messages[1]["content"][:3000]
+    messages = [example.messages[0], {"role": "user", "content": text + "\n\n" + example.question}]
+    result = compress(messages, "summarize", rate=0.3, question=example.question, mode="document")
+    assert result.budget_met
+    assert "summaries by local" in result.note
+    assert result.messages[1]["content"].endswith(example.question)
+    assert any(e.action == "rewritten" for e in result.trace)
+
+
+def test_summarize_conversation_keeps_recent_turns(chat_examples: list[Example]) -> None:
+    history = chat_examples[1].messages
+    result = compress(history, "summarize", rate=0.5, keep_recent=2)
+    assert result.budget_met, result.note
+    assert result.messages[-1] == history[-1]
+    assert "conversation summaries" in result.note or "fell back" not in result.note
+    assert [m["role"] for m in result.messages] == [m["role"] for m in history]
+
+
+def test_summarize_falls_back_when_the_llm_is_unreachable(nq_examples: list[Example]) -> None:
+    example = nq_examples[1]
+    result = compress(
+        example.messages,
+        "summarize",
+        rate=0.3,
+        question=example.question,
+        llm="gpt-4o-mini",
+        base_url="http://127.0.0.1:9/v1",
+        timeout=2.0,
+    )
+    assert result.budget_met
+    assert "fell back to bm25" in result.note and "unreachable" in result.note
+
+
+def test_embed_ranks_paraphrases_and_drops_them_when_asked() -> None:
+    text = (
+        "The automobile would not start on cold mornings. "
+        "Bananas are rich in potassium and easy to digest. "
+        "My car refused to start whenever it was freezing outside. "
+        "The museum opens at nine on weekdays."
+    )
+    result = compress(text, "embed", rate=0.5, question="Why does the vehicle fail to start in winter?")
+    assert "automobile" in result.text or "car refused" in result.text
+    assert "Bananas" not in result.text
+    deduped = compress(text, "embed", rate=0.9, dedup_threshold=0.6)
+    assert not ("automobile" in deduped.text and "car refused" in deduped.text)
