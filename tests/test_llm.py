@@ -5,6 +5,7 @@ produce on demand (timeouts, 5xx, 429, malformed bodies); each fake says what it
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import multiprocessing
 from collections.abc import Callable
@@ -189,7 +190,7 @@ def test_local_model_chats_and_scores() -> None:
     text = "Paris is the capital of France. It has about two million inhabitants."
     spans = llm.token_logprobs(text)
     assert spans[0][0] == 0 and spans[-1][1] == len(text)
-    assert all(a[1] == b[0] for a, b in zip(spans, spans[1:], strict=False))
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(spans))
     assert all(lp <= 0 for _, _, lp in spans)
     windowed = llm.token_logprobs(text * 8, window=32)
     assert windowed[-1][1] == len(text) * 8
