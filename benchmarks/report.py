@@ -14,6 +14,8 @@ def main(path: str) -> None:
     data = json.loads(Path(path).read_text(encoding="utf-8"))
     table: dict[tuple[str, str], dict[int, tuple[float, float, int]]] = defaultdict(dict)
     for bench in data["benchmarks"]:
+        if bench["group"].startswith("model-"):
+            continue
         params, info = bench["params"], bench["extra_info"]
         table[(params["name"], params["source"])][params["size"]] = (
             bench["stats"]["median"] * 1000,
@@ -38,6 +40,20 @@ def main(path: str) -> None:
             growth = f"{math.log(t2 / t1) / math.log(n2 / n1):.2f}"
         peak = f"{sizes[100000][1]:.0f}" if 100000 in sizes else "-"
         print(f"| {name} | {source} | {' | '.join(cells)} | {peak} | {growth} |")
+    model_table(data)
+
+
+def model_table(data: dict[str, object]) -> None:
+    benches = [b for b in data["benchmarks"] if b["group"].startswith("model-")]  # type: ignore[index,union-attr]
+    if not benches:
+        return
+    print("\n| model-based strategy | text | tokens | median s | s per 1k tokens |")
+    print("|---|---|---:|---:|---:|")
+    for bench in sorted(benches, key=lambda b: (b["params"]["name"], b["params"]["source"])):
+        seconds, tokens = bench["stats"]["median"], bench["extra_info"]["tokens"]
+        print(
+            f"| {bench['params']['name']} | {bench['params']['source']} | {tokens} | {seconds:.2f} | {seconds / tokens * 1000:.2f} |"
+        )
 
 
 if __name__ == "__main__":

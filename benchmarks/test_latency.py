@@ -18,6 +18,7 @@ from occ_research.tokens import count_tokens
 
 SIZES = [1_000, 10_000, 100_000]
 RATE = 0.25
+MODEL_BASED = {"embed", "selfinfo", "summarize"}  # measured per 1k tokens in test_model_latency.py
 
 
 @cache
@@ -56,7 +57,7 @@ def peak_mib(fn: Any) -> float:
 
 @pytest.mark.parametrize("size", SIZES)
 @pytest.mark.parametrize("source", ["qmsum", "sharegpt"])
-@pytest.mark.parametrize("name", STRATEGIES.names())
+@pytest.mark.parametrize("name", [n for n in STRATEGIES.names() if n not in MODEL_BASED])
 def test_compress_latency(benchmark: Any, name: str, source: str, size: int) -> None:
     messages, question = prompt(source, size)
     strategy = make_strategy(name)

@@ -10,15 +10,24 @@ from .evals.datasets import Example, load_examples
 from .evals.metrics import contains_answer
 from .messages import text_slots
 from .presets import list_presets, load_preset
-from .strategies import STRATEGIES, Strategy, make_strategy
+from .strategies import STRATEGIES, Pipeline, Strategy, make_strategy
 from .tokens import DEFAULT_MODEL
 
 
-def demo_strategies() -> dict[str, Strategy]:
-    """Every registered strategy with default parameters, plus every preset (as ``preset:NAME``)."""
+def uses_model(strategy: Strategy) -> bool:
+    if isinstance(strategy, Pipeline):
+        return any(uses_model(step) for step in strategy.steps)
+    return strategy.uses_model
+
+
+def demo_strategies(with_models: bool = False) -> dict[str, Strategy]:
+    """Every registered strategy with default parameters, plus every preset (as ``preset:NAME``).
+
+    Model-based ones (seconds per prompt) only ``with_models``.
+    """
     chosen = {name: make_strategy(name) for name in STRATEGIES.names() if name != "pipeline"}
     chosen.update({f"preset:{name}": load_preset(name).strategy for name in list_presets()})
-    return chosen
+    return {name: s for name, s in chosen.items() if with_models or not uses_model(s)}
 
 
 def compare(

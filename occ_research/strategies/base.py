@@ -225,6 +225,8 @@ class Strategy:
     #: False for strategies that remove only what they always remove (identity, dedup): the base class then
     #: reports a missed budget instead of dropping more to meet it.
     fits_budget: ClassVar[bool] = True
+    #: True for strategies that run a model (seconds per prompt, not milliseconds)
+    uses_model: ClassVar[bool] = False
 
     # -- parameters ------------------------------------------------------------------------------------
     def get_params(self) -> dict[str, Any]:

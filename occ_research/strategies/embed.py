@@ -21,6 +21,8 @@ class EmbedStrategy(RankingStrategy):
     sentence on 2 cores; embeddings are cached per text.
     """
 
+    uses_model = True
+
     granularity: str = param("sentence", choices=GRANULARITIES)
     dedup_threshold: float = param(0.0, low=0.0, high=1.0)
 

@@ -20,16 +20,26 @@ from .rankers import Bm25Strategy
 class Pipeline(Strategy):
     """Runs ``steps`` in order, each on the output of the one before (default: dedup, then bm25).
 
-    The budget applies to the last step (computed from the original prompt's tokens); earlier steps run
-    without one, so they remove only what they always remove (e.g. duplicates). The question is resolved
+    The budget applies to the last step (computed from the original prompt's tokens). ``stage_budgets``
+    gives the earlier steps budgets too, as multiples of the final one (coarse to fine: ``[3.0, 1.5]`` lets
+    a passage ranker keep three times the final budget and a sentence ranker one and a half times, before a
+    token pruner makes the last cut); steps without an entry, or with 0, run without a budget and remove
+    only what they always remove (e.g. duplicates). The question is resolved
     once, from the original prompt, and handed to every step, so a rewrite cannot change what is protected.
     """
 
     steps: list[Strategy] = field(default_factory=lambda: [DedupStrategy(), Bm25Strategy()])
+    stage_budgets: list[float] = field(default_factory=list)
 
     def validate(self) -> None:
         if not self.steps or not all(isinstance(s, Strategy) for s in self.steps):
             raise InvalidParameterError("pipeline.steps must be a non-empty list of strategies")
+        if len(self.stage_budgets) >= len(self.steps) or any(
+            isinstance(b, bool) or not isinstance(b, int | float) or b < 0 for b in self.stage_budgets
+        ):
+            raise InvalidParameterError(
+                "pipeline.stage_budgets must hold one non-negative multiple per step before the last"
+            )
         for step in self.steps:
             step.validate()
 
@@ -55,10 +65,10 @@ class Pipeline(Strategy):
         results: list[CompressionResult] = []
         current: Sequence[Mapping[str, Any]] = messages
         for i, step in enumerate(self.steps):
-            last = i == len(self.steps) - 1
+            multiple = 1.0 if i == len(self.steps) - 1 else (self.stage_budgets[i : i + 1] or [0.0])[0]
             result = step.compress(
                 current,
-                target_tokens=target if last else None,
+                target_tokens=None if target is None or not multiple else int(target * multiple),
                 question=question,
                 model=model,
                 seed=seed,

@@ -44,6 +44,8 @@ class SelfInfoStrategy(Strategy):
     about 6 s per 1k tokens with SmolLM2 on 2 cores.
     """
 
+    uses_model = True
+
     granularity: ClassVar[str] = "sentence"
 
     level: str = param("phrase", choices=("word", "phrase", "sentence"))
@@ -77,9 +79,11 @@ class SelfInfoStrategy(Strategy):
     def _pieces(self, request: Request) -> list[_Piece]:
         units = request.units
         text = "\n".join(u.text for u in units)
-        starts = [0]
-        for unit in units[:-1]:
-            starts.append(starts[-1] + len(unit.text) + 1)
+        offset = {}  # unit index -> where its text starts in the scored text
+        position = 0
+        for unit in units:
+            offset[unit.index] = position
+            position += len(unit.text) + 1
         llm = LocalLLM(self.model_path or None)
         plain = llm.token_logprobs(text, window=self.window)
         importance = [-lp for _, _, lp in plain]
@@ -98,7 +102,7 @@ class SelfInfoStrategy(Strategy):
                 if m.group().strip()
             )
         values = [0.0] * len(pieces)
-        piece_starts = [starts[u] + s for u, s, _ in pieces]
+        piece_starts = [offset[u] + s for u, s, _ in pieces]
         for token_start, value in zip(token_starts, importance, strict=True):
             at = bisect.bisect_right(piece_starts, token_start) - 1
             if at >= 0:

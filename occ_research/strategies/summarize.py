@@ -46,6 +46,8 @@ class SummarizeStrategy(Strategy):
     ``fallback`` extractive strategy is used and the note says so.
     """
 
+    uses_model = True
+
     llm: str = param("local")
     base_url: str = param("")
     mode: str = param("auto", choices=("auto", "document", "conversation"))
