@@ -1,4 +1,4 @@
-"""The ``occ`` command line: ``occ compress``, ``occ strategies``, ``occ demo``.
+"""The ``occ`` command line: ``occ compress``, ``occ strategies``, ``occ eval``, ``occ report``, ``occ demo``.
 
 Errors the user can fix (bad JSON, bad shapes, unknown names, out-of-range values) end with a one-line
 message on stderr and exit status 2; no traceback.
@@ -10,11 +10,14 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from . import DEFAULT_STRATEGY, compress, list_presets, list_strategies
 from .exceptions import InvalidInputError, OCCError
 from .tokens import DEFAULT_MODEL
+
+SOURCE_ROOT = Path(__file__).resolve().parent.parent
 
 
 def _param(text: str) -> tuple[str, Any]:
@@ -94,6 +97,61 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _suite_path(name: str) -> Path:
+    """A suite by path, or by name in ./evals or the source checkout's evals/."""
+    candidates = [Path(name), Path.cwd() / "evals" / f"{name}.toml", SOURCE_ROOT / "evals" / f"{name}.toml"]
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    raise InvalidInputError(f"suite not found: {name} (looked for {name} and evals/{name}.toml)")
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from .evals.report import write_report
+    from .evals.runner import load_suite, run_suite
+
+    suite = load_suite(_suite_path(args.suite))
+    output = Path(args.output) if args.output else _suite_path(args.suite).parent / "results" / suite.name
+    run_suite(
+        suite,
+        output,
+        limit=args.limit,
+        progress=lambda it, n: tqdm(it, total=n, desc=suite.name, unit="example"),
+    )
+    print(f"report: {write_report(output)}")
+    if not args.no_winner:
+        _write_winner(output, suite.min_fidelity)
+    return 0
+
+
+def _write_winner(run: Path, min_fidelity: float) -> None:
+    from .evals.select import select_winner, write_winner
+    from .presets import writable_preset_dir
+
+    winner = select_winner(run, min_fidelity)
+    if winner is None:
+        print(
+            f"winner: none (no strategy kept a fidelity lower bound >= {min_fidelity}); winner.toml unchanged"
+        )
+        return
+    path = write_winner(winner, writable_preset_dir() / "winner.toml")
+    print(
+        f"winner: {winner['label']} at rate {winner['rate']:g} (savings {winner['savings']:.1%}, "
+        f"fidelity {winner['fidelity']:.2f} [>= {winner['fidelity_low']:.2f}]) -> {path}"
+    )
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from .evals.report import write_report
+
+    print(f"report: {write_report(args.run)}")
+    if args.select:
+        _write_winner(Path(args.run), args.min_fidelity)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="occ", description="Prompt compression toolkit.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -123,6 +181,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("strategies", help="list strategies and presets")
     p.set_defaults(handler=_cmd_strategies)
+
+    p = commands.add_parser("eval", help="run an evaluation suite, write its report, pick the winner")
+    p.add_argument("suite", help="suite name (evals/NAME.toml) or path")
+    p.add_argument("--limit", type=int, help="at most N examples per dataset (quick runs)")
+    p.add_argument("--output", help="run folder (default: evals/results/SUITE); an existing one is resumed")
+    p.add_argument("--no-winner", action="store_true", help="do not write strategies/winner.toml")
+    p.set_defaults(handler=_cmd_eval)
+
+    p = commands.add_parser("report", help="write the report of a run folder")
+    p.add_argument("run", help="run folder")
+    p.add_argument(
+        "--select", action="store_true", help="also pick the winner and write strategies/winner.toml"
+    )
+    p.add_argument("--min-fidelity", type=float, default=0.95)
+    p.set_defaults(handler=_cmd_report)
 
     p = commands.add_parser("demo", help="compress real examples from the shared datasets and print a table")
     p.add_argument("--rate", type=float, default=0.25)

@@ -42,6 +42,12 @@ class Preset:
     path: Path | None = None
 
 
+def writable_preset_dir() -> Path:
+    """Where an evaluation writes ``winner.toml``: ./strategies if it exists, else the source checkout's."""
+    local = Path.cwd() / "strategies"
+    return local if local.is_dir() else _SOURCE_PRESETS
+
+
 def preset_dirs() -> list[Path]:
     extra = [Path(p) for p in os.environ.get("OCC_PRESET_PATH", "").split(os.pathsep) if p]
     dirs = [*extra, Path.cwd() / "strategies", _SOURCE_PRESETS]
@@ -85,6 +91,7 @@ def load_preset(name_or_path: str) -> Preset:
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise PresetError(f"cannot read preset {path.name}: {exc}") from exc
     description = str(config.pop("description", ""))
+    config.pop("evidence", None)  # written by the evaluation's winner selection; not a parameter
     rate = config.pop("rate", None)
     target_tokens = config.pop("target_tokens", None)
     try:

@@ -71,3 +71,11 @@ def test_embed_ranks_paraphrases_and_drops_them_when_asked() -> None:
     assert "Bananas" not in result.text
     deduped = compress(text, "embed", rate=0.9, dedup_threshold=0.6)
     assert not ("automobile" in deduped.text and "car refused" in deduped.text)
+
+
+def test_coarse2fine_preset_meets_its_budget(nq_examples: list[Example]) -> None:
+    example = nq_examples[2]
+    result = compress(example.messages, preset="coarse2fine", question=example.question)
+    assert result.budget_met and 0.2 <= result.rate <= 0.25
+    assert [e.step for e in result.trace][-1] == "selfinfo"
+    assert result.messages[0]["content"].endswith(example.question)

@@ -10,7 +10,7 @@ from occ_research.strategies import Pipeline
 
 def test_shipped_presets_load_and_describe_themselves() -> None:
     presets = list_presets()
-    assert {"bm25-q25", "tfidf-q50", "dedup+bm25", "dedup"} <= set(presets)
+    assert {"bm25-q25", "tfidf-q50", "dedup+bm25", "dedup", "coarse2fine"} <= set(presets)
     assert all(description and not description.startswith("(unreadable") for description in presets.values())
     pipeline = load_preset("dedup+bm25")
     assert isinstance(pipeline.strategy, Pipeline) and pipeline.rate == 0.5
@@ -40,6 +40,8 @@ def test_preset_from_a_path_and_from_the_search_path(tmp_path: Path, monkeypatch
         ('description = "x"', "'strategy' name"),
         ('strategy = "tfidf"\nrate = 3', "rate"),
         ('strategy = "tfidf"\ngranularity = "word"', "must be one of"),
+        ('strategy = "pipeline"\nstage_budgets = [1.0, 2.0]', "stage_budgets"),
+        ('strategy = "pipeline"\nstage_budgets = [-1.0]', "stage_budgets"),
     ],
 )
 def test_malformed_presets_are_reported(tmp_path: Path, body: str, message: str) -> None:

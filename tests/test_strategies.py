@@ -21,8 +21,13 @@ EXTRACTIVE = [n for n in BUDGETED if n != "summarize"]
 def test_achieved_rate_is_within_5_percent_on_real_texts(
     name: str, rate: float, qmsum_examples: list[Example], nq_examples: list[Example]
 ) -> None:
-    for example in [*qmsum_examples, *nq_examples[:5]]:
-        result = build(name).compress(example.messages, rate=rate, question=example.question)
+    strategy = build(name)
+    # model-based strategies cost seconds per prompt: fewer examples, the same bar
+    examples = (
+        [qmsum_examples[0], *nq_examples[:2]] if strategy.uses_model else [*qmsum_examples, *nq_examples[:5]]
+    )
+    for example in examples:
+        result = strategy.compress(example.messages, rate=rate, question=example.question)
         assert result.original_tokens > 500
         assert result.budget_met
         assert rate * 0.95 <= result.rate <= rate, (example.id, result.rate)

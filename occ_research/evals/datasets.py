@@ -6,6 +6,7 @@ working directory or next to the source checkout.
 
 from __future__ import annotations
 
+import json
 import os
 import random
 from collections.abc import Callable
@@ -139,4 +140,71 @@ def sharegpt_chat(n: int = 20) -> list[Example]:
         examples.append(Example(f"sharegpt-{row['id']}", history, history[-1]["content"], reference, "chat"))
         if len(examples) >= n:
             break
+    return examples
+
+
+@DATASETS.register("gsm8k-cot")
+def gsm8k_cot(n: int = 20) -> list[Example]:
+    """GSM8K test questions after the 8-shot chain-of-thought prompt (``prompt_hardest.txt``), the setting of
+    the prompt-compression papers: the demonstrations are compressed, the question is not."""
+    demonstrations = (data_dir() / "gsm8k" / "prompt_hardest.txt").read_text(encoding="utf-8").strip()
+    examples = []
+    for i, row in enumerate(_rows("gsm8k/test.jsonl", limit=n)):
+        question = f"Question: {row['question']}\nLet's think step by step"
+        content = f"{demonstrations}\n\n{question}"
+        answer = row["answer"].split("####")[-1].strip()
+        examples.append(
+            Example(f"gsm8k-{i}", [{"role": "user", "content": content}], question, [answer], "math")
+        )
+    return examples
+
+
+@DATASETS.register("kv-retrieval")
+def kv_retrieval(n: int = 20, keys: int = 75) -> list[Example]:
+    """Exact key-value lookup in a JSON object (Lost in the Middle): a structure-preservation test. The JSON
+    is a protected block, so a correct strategy leaves it whole and cannot meet small budgets."""
+    examples = []
+    for i, row in enumerate(_rows(f"lost_in_the_middle/kv-retrieval-{keys}_keys.jsonl.gz", limit=n)):
+        data = json.dumps(dict(row["ordered_kv_records"]), indent=1)
+        question = f'Key: "{row["key"]}"\nCorresponding value:'
+        content = (
+            "Extract the value corresponding to the specified key in the JSON object below.\n\n"
+            f"JSON data:\n{data}\n\n{question}"
+        )
+        examples.append(
+            Example(f"kv-{i}", [{"role": "user", "content": content}], question, [row["value"]], "retrieval")
+        )
+    return examples
+
+
+@DATASETS.register("jsonl")
+def jsonl(
+    path: str,
+    n: int | None = None,
+    context_field: str = "context",
+    question_field: str = "question",
+    answers_field: str = "answers",
+    task: str = "qa",
+) -> list[Example]:
+    """Your own data: one JSON object per line with a context, a question and gold answers (a string or a
+    list). In a suite: ``{ name = "jsonl", path = "my.jsonl", task = "qa" }``."""
+    os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+    import datasets
+
+    datasets.disable_progress_bars()
+    table = datasets.load_dataset("json", data_files=path, split="train" if n is None else f"train[:{n}]")
+    examples = []
+    for i, row in enumerate(table):
+        answers = row[answers_field]
+        question = str(row[question_field])
+        content = f"{row[context_field]}\n\n{question}"
+        examples.append(
+            Example(
+                f"jsonl-{i}",
+                [{"role": "user", "content": content}],
+                question,
+                [answers] if isinstance(answers, str) else list(answers),
+                task,
+            )
+        )
     return examples

@@ -1,13 +1,45 @@
-"""Answer metrics. Normalisation follows the SQuAD convention: lower case, no punctuation, no articles."""
+"""Answer metrics, each registered with whether higher is better.
+
+Normalisation follows the SQuAD convention: lower case, no punctuation, no articles, single spaces.
+"""
 
 from __future__ import annotations
 
 import re
 import string
-from collections.abc import Iterable
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..registry import Registry
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _PUNCTUATION = str.maketrans("", "", string.punctuation)
+_NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
+
+
+@dataclass(frozen=True)
+class Metric:
+    """``score(prediction, references) -> float`` in [0, 1] unless stated otherwise."""
+
+    name: str
+    score: Callable[[str, Sequence[str]], float]
+    higher_is_better: bool = True
+
+
+METRICS: Registry[Metric] = Registry("metric")
+
+
+def _register(
+    name: str, higher_is_better: bool = True
+) -> Callable[[Callable[[str, Sequence[str]], float]], Callable[[str, Sequence[str]], float]]:
+    def add(fn: Callable[[str, Sequence[str]], float]) -> Callable[[str, Sequence[str]], float]:
+        METRICS.register(name)(Metric(name, fn, higher_is_better))
+        return fn
+
+    return add
 
 
 def normalize_answer(text: str) -> str:
@@ -18,3 +50,103 @@ def contains_answer(text: str, answers: Iterable[str]) -> bool:
     """True when any gold answer, normalised, occurs in the normalised text (gold-answer retention)."""
     haystack = f" {normalize_answer(text)} "
     return any(f" {normalize_answer(a)} " in haystack for a in answers if normalize_answer(a))
+
+
+@_register("contains")
+def contains_score(prediction: str, references: Sequence[str]) -> float:
+    return float(contains_answer(prediction, references))
+
+
+@_register("exact_match")
+def exact_match(prediction: str, references: Sequence[str]) -> float:
+    return float(any(normalize_answer(prediction) == normalize_answer(r) for r in references))
+
+
+@_register("f1")
+def token_f1(prediction: str, references: Sequence[str]) -> float:
+    """Best SQuAD token F1 over the references."""
+    best = 0.0
+    predicted = normalize_answer(prediction).split()
+    for reference in references:
+        gold = normalize_answer(reference).split()
+        common = sum((Counter(predicted) & Counter(gold)).values())
+        if common:
+            precision, recall = common / len(predicted), common / len(gold)
+            best = max(best, 2 * precision * recall / (precision + recall))
+    return best
+
+
+def last_number(text: str) -> float | None:
+    """The answer number of a chain of thought: after '####' or 'answer is' if present, else the last one."""
+    for marker in ("####", "answer is"):
+        if marker in text.lower():
+            text = text[text.lower().rindex(marker) + len(marker) :]
+            found = _NUMBER.findall(text)
+            if found:
+                return float(found[0].replace(",", ""))
+    found = _NUMBER.findall(text)
+    return float(found[-1].replace(",", "")) if found else None
+
+
+@_register("numeric_match")
+def numeric_match(prediction: str, references: Sequence[str]) -> float:
+    predicted = last_number(prediction)
+    return float(predicted is not None and any(last_number(r) == predicted for r in references))
+
+
+def _lcs(a: Sequence[str], b: Sequence[str]) -> int:
+    previous = [0] * (len(b) + 1)
+    for x in a:
+        current = [0]
+        for j, y in enumerate(b):
+            current.append(previous[j] + 1 if x == y else max(previous[j + 1], current[j]))
+        previous = current
+    return previous[-1]
+
+
+def rouge(prediction: str, reference: str, kind: str) -> float:
+    """ROUGE-1, ROUGE-2 or ROUGE-L F-measure on normalised tokens."""
+    p, r = normalize_answer(prediction).split(), normalize_answer(reference).split()
+    if not p or not r:
+        return 0.0
+    if kind == "L":
+        overlap, p_total, r_total = _lcs(p, r), len(p), len(r)
+    else:
+        n = int(kind)
+        p_grams = Counter(tuple(p[i : i + n]) for i in range(len(p) - n + 1))
+        r_grams = Counter(tuple(r[i : i + n]) for i in range(len(r) - n + 1))
+        overlap, p_total, r_total = (
+            sum((p_grams & r_grams).values()),
+            sum(p_grams.values()),
+            sum(r_grams.values()),
+        )
+    if not overlap:
+        return 0.0
+    precision, recall = overlap / p_total, overlap / r_total
+    return 2 * precision * recall / (precision + recall)
+
+
+def _rouge_metric(kind: str) -> Callable[[str, Sequence[str]], float]:
+    def score(prediction: str, references: Sequence[str]) -> float:
+        return max((rouge(prediction, r, kind) for r in references), default=0.0)
+
+    return score
+
+
+for _kind in ("1", "2", "L"):
+    _register(f"rouge{_kind.lower()}")(_rouge_metric(_kind))
+
+
+def bootstrap_ratio(
+    compressed: Sequence[float], original: Sequence[float], *, samples: int = 2000, seed: int = 0
+) -> tuple[float, float, float]:
+    """Fidelity = mean(compressed) / mean(original) over paired examples, with a 95% bootstrap interval."""
+    c, o = np.asarray(compressed, dtype=float), np.asarray(original, dtype=float)
+    if not len(c) or o.sum() == 0:
+        return float("nan"), float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    picks = rng.integers(0, len(c), size=(samples, len(c)))
+    denominators = o[picks].sum(axis=1)
+    ratios = np.where(denominators > 0, c[picks].sum(axis=1) / np.maximum(denominators, 1e-12), np.nan)
+    low, high = np.nanpercentile(ratios, [2.5, 97.5])
+    return float(c.sum() / o.sum()), float(low), float(high)

@@ -1,0 +1,156 @@
+"""Summaries, Markdown report and plots of a run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from .metrics import bootstrap_ratio
+from .runner import load_rows
+
+
+def summarize_run(rows: Any, seed: int = 0) -> Any:
+    """One row per dataset x strategy x budget: savings, compression cost, retention, fidelity with a 95% CI."""
+    import pandas as pd
+
+    records = []
+    for (dataset, strategy, budget), group in rows.groupby(["dataset", "strategy", "budget"], sort=False):
+        fidelity, low, high = bootstrap_ratio(group["score_compressed"], group["score_original"], seed=seed)
+        kept = group["answer_kept"].dropna()
+        records.append(
+            {
+                "dataset": dataset,
+                "strategy": strategy,
+                "budget": budget,
+                "n": len(group),
+                "rate": group["rate"].mean(),
+                "savings": 1 - group["compressed_tokens"].sum() / group["original_tokens"].sum(),
+                "budget_met": group["budget_met"].mean(),
+                "ms_per_1k_tokens": 1000
+                * (group["compress_seconds"] * 1000).sum()
+                / group["original_tokens"].sum(),
+                "answer_kept": kept.astype(float).mean() if len(kept) else None,
+                "score_original": group["score_original"].mean(),
+                "score_compressed": group["score_compressed"].mean(),
+                "fidelity": fidelity,
+                "fidelity_low": low,
+                "fidelity_high": high,
+                "agreement": group["agreement"].mean(),
+            }
+        )
+    return pd.DataFrame.from_records(records)
+
+
+def pareto_front(points: list[tuple[float, float]]) -> list[int]:
+    """Indices of the points not dominated in (savings, fidelity), both higher-is-better."""
+    front = []
+    for i, (s, f) in enumerate(points):
+        if not any(
+            (s2 >= s and f2 >= f) and (s2 > s or f2 > f) for j, (s2, f2) in enumerate(points) if j != i
+        ):
+            front.append(i)
+    return front
+
+
+def write_report(run: str | Path) -> Path:
+    """Write ``report.md``, ``summary.csv`` and the plots into the run folder; returns the report's path."""
+    run = Path(run)
+    rows = load_rows(run)
+    manifest = json.loads((run / "manifest.json").read_text(encoding="utf-8"))
+    summary = summarize_run(rows, seed=manifest.get("seed", 0))
+    summary.to_csv(run / "summary.csv", index=False)
+    plots = _plots(summary, run)
+    lines = [
+        f"# Evaluation report: {manifest['suite']}",
+        "",
+        f"Reader: `{manifest['reader']['spec']}` ({manifest['reader']['model']}); tokens counted for "
+        f"{manifest['token_model']}; seed {manifest['seed']}; commit {manifest.get('git_commit', '')[:10]}; "
+        f"{manifest.get('finished', manifest['started'])}.",
+        "",
+        "Fidelity = the reader's mean score with the compressed prompt / with the original prompt (95% bootstrap "
+        "interval). Savings = share of prompt tokens removed. Agreement = the reader gave the same answer with both "
+        "prompts. Answer kept = a gold answer still appears in the compressed prompt (model-free).",
+    ]
+    if manifest["reader"]["spec"] == "local":
+        lines += [
+            "",
+            "The reader is SmolLM2-135M-Instruct: its absolute accuracy is low, so read the relative figures "
+            "(fidelity, agreement), not the scores.",
+        ]
+    if "nq-multidoc" in set(summary["dataset"]):
+        lines += [
+            "",
+            "nq-multidoc distractors are other questions' gold passages drawn at random, not retrieved.",
+        ]
+    for dataset, table in summary.groupby("dataset", sort=False):
+        lines += ["", f"## {dataset}", "", _markdown(table.drop(columns=["dataset"]))]
+    lines += ["", *[f"![{p.stem}]({p.name})" for p in plots]]
+    report = run / "report.md"
+    report.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return report
+
+
+def _markdown(table: Any) -> str:
+    columns = list(table.columns)
+    out = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for _, row in table.iterrows():
+        cells = []
+        for column in columns:
+            value = row[column]
+            cells.append(
+                "-"
+                if value is None or value != value
+                else f"{value:.3f}"
+                if isinstance(value, float)
+                else str(value)
+            )
+        out.append("| " + " | ".join(cells) + " |")
+    return "\n".join(out)
+
+
+def _plots(summary: Any, run: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    paths = []
+    averaged = summary.groupby(["strategy", "budget"], as_index=False)[["savings", "fidelity"]].mean()
+    points = list(zip(averaged["savings"], averaged["fidelity"].fillna(0), strict=True))
+    front = set(pareto_front(points))
+    figure, axes = plt.subplots(figsize=(7, 5))
+    for i, row in averaged.iterrows():
+        axes.scatter(row["savings"], row["fidelity"], color="tab:red" if i in front else "tab:gray", zorder=3)
+        axes.annotate(
+            f"{row['strategy']}@{row['budget']:g}",
+            (row["savings"], row["fidelity"]),
+            fontsize=7,
+            xytext=(3, 3),
+            textcoords="offset points",
+        )
+    frontier = sorted((points[i] for i in front), key=lambda p: p[0])
+    if frontier:
+        axes.plot(*zip(*frontier, strict=True), color="tab:red", linewidth=1, label="Pareto frontier")
+        axes.legend()
+    axes.set_xlabel("token savings (share removed)")
+    axes.set_ylabel("fidelity (compressed / original score)")
+    axes.set_title("Savings vs fidelity, averaged over datasets")
+    axes.grid(alpha=0.3)
+    paths.append(run / "savings_vs_fidelity.png")
+    figure.savefig(paths[-1], dpi=110, bbox_inches="tight")
+    plt.close(figure)
+
+    figure, axes = plt.subplots(figsize=(7, 5))
+    for strategy, group in averaged.groupby("strategy"):
+        group = group.sort_values("budget")
+        axes.plot(group["budget"], group["fidelity"], marker="o", label=strategy)
+    axes.set_xlabel("budget (asked rate)")
+    axes.set_ylabel("fidelity")
+    axes.set_title("Fidelity vs budget")
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize=7)
+    paths.append(run / "fidelity_vs_budget.png")
+    figure.savefig(paths[-1], dpi=110, bbox_inches="tight")
+    plt.close(figure)
+    return paths
