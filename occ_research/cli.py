@@ -10,6 +10,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -113,7 +114,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from .evals.runner import load_suite, run_suite
 
     suite = load_suite(_suite_path(args.suite))
-    output = Path(args.output) if args.output else _suite_path(args.suite).parent / "results" / suite.name
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    output = Path(args.output) if args.output else Path("evals") / "runs" / f"{suite.name}-{stamp}"
     run_suite(
         suite,
         output,
@@ -185,7 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("eval", help="run an evaluation suite, write its report, pick the winner")
     p.add_argument("suite", help="suite name (evals/NAME.toml) or path")
     p.add_argument("--limit", type=int, help="at most N examples per dataset (quick runs)")
-    p.add_argument("--output", help="run folder (default: evals/results/SUITE); an existing one is resumed")
+    p.add_argument("--output", help="run folder (default: evals/runs/SUITE-TIME); an existing one is resumed")
     p.add_argument("--no-winner", action="store_true", help="do not write strategies/winner.toml")
     p.set_defaults(handler=_cmd_eval)
 

@@ -45,6 +45,19 @@ def test_pareto_front() -> None:
     assert sorted(pareto_front([(0.5, 0.9), (0.7, 0.8)])) == [0, 1]
 
 
+def test_sharegpt_redundancy_statistics(chat_examples: list) -> None:
+    from occ_research.evals.datasets import repeated_sentence_rate
+
+    assert (
+        repeated_sentence_rate(
+            [{"role": "user", "content": "One two three four five six. One two three four five six!"}]
+        )
+        == 0.5
+    )
+    rates = [repeated_sentence_rate(e.messages) for e in chat_examples]
+    assert all(0 <= r < 1 for r in rates) and any(r > 0 for r in rates)
+
+
 def test_more_loaders_on_the_real_files(tmp_path: Path) -> None:
     gsm = load_examples("gsm8k-cot", n=2)
     assert gsm[0].answers == ["18"] and gsm[0].messages[0]["content"].endswith(gsm[0].question)

@@ -208,3 +208,24 @@ def jsonl(
             )
         )
     return examples
+
+
+def repeated_sentence_rate(messages: list[Message], min_words: int = 6) -> float:
+    """Share of a conversation's sentences (of ``min_words`` or more) that repeat an earlier one, normalised
+    for case and punctuation: how much a deduplicating strategy can remove from it."""
+    from ..messages import text_slots
+    from ..text import split_sentences
+    from .metrics import normalize_answer
+
+    seen: set[str] = set()
+    total = repeated = 0
+    for slot in text_slots(messages):
+        for line in slot.text.splitlines():
+            for start, end in split_sentences(line):
+                sentence = normalize_answer(line[start:end])
+                if len(sentence.split()) < min_words:
+                    continue
+                total += 1
+                repeated += sentence in seen
+                seen.add(sentence)
+    return repeated / total if total else 0.0

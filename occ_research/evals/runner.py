@@ -63,6 +63,7 @@ class Suite:
     model: str = "gpt-4o"  # whose tokenizer counts the savings
     workers: int = 4
     min_fidelity: float = 0.95
+    price_per_million_tokens: float = 2.5  # USD per 1M input tokens of the target model, for savings in money
     path: Path | None = field(default=None, compare=False)
 
 
@@ -96,6 +97,7 @@ def load_suite(path: str | Path) -> Suite:
         model=str(config.get("model", "gpt-4o")),
         workers=int(config.get("workers", 4)),
         min_fidelity=float(config.get("min_fidelity", 0.95)),
+        price_per_million_tokens=float(config.get("price_per_million_tokens", 2.5)),
         path=path,
     )
 
@@ -256,6 +258,7 @@ def _write_manifest(suite: Suite, out: Path, reader: LLM, limit: int | None) -> 
         "reader": {"spec": suite.reader, "backend": reader.backend, "model": reader.model},
         "token_model": suite.model,
         "min_fidelity": suite.min_fidelity,
+        "price_per_million_tokens": suite.price_per_million_tokens,
         "git_commit": _git_commit(),
         "versions": versions,
         "machine": {

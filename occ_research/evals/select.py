@@ -2,7 +2,11 @@
 
 Default rule: among strategy x budget pairs other than ``identity``, average fidelity and savings over the
 suite's datasets; keep the pairs whose averaged fidelity lower bound (95% bootstrap) is at least
-``min_fidelity``; the winner saves the most tokens. Ties go to the faster strategy.
+``min_fidelity`` and which, where gold answers can be looked for in the prompt (QA, retrieval), keep one in
+at least ``min_retention`` of the prompts; the winner saves the most tokens. Ties go to the faster strategy.
+
+The retention guard matters with a weak reader and small samples: a reader that answers badly anyway can
+score as well on a randomly cut prompt, and a fidelity interval from a dozen examples is wide.
 """
 
 from __future__ import annotations
@@ -15,16 +19,19 @@ from .report import summarize_run
 from .runner import load_rows
 
 
-def select_winner(run: str | Path, min_fidelity: float = 0.95) -> dict[str, Any] | None:
+def select_winner(
+    run: str | Path, min_fidelity: float = 0.95, min_retention: float = 0.9
+) -> dict[str, Any] | None:
     """The winning row (strategy label, budget, averaged numbers), or None when no pair passes the rule."""
     run = Path(run)
     manifest = json.loads((run / "manifest.json").read_text(encoding="utf-8"))
-    summary = summarize_run(load_rows(run), seed=manifest.get("seed", 0))
+    summary = summarize_run(load_rows(run), manifest.get("seed", 0))
     summary = summary[summary["strategy"] != "identity"]
     averaged = summary.groupby(["strategy", "budget"], as_index=False)[
-        ["savings", "fidelity", "fidelity_low", "ms_per_1k_tokens"]
+        ["savings", "fidelity", "fidelity_low", "ms_per_1k_tokens", "answer_kept"]
     ].mean()
-    passing = averaged[averaged["fidelity_low"] >= min_fidelity]
+    retained = averaged["answer_kept"].isna() | (averaged["answer_kept"] >= min_retention)
+    passing = averaged[(averaged["fidelity_low"] >= min_fidelity) & retained]
     if passing.empty:
         return None
     best = passing.sort_values(["savings", "ms_per_1k_tokens"], ascending=[False, True]).iloc[0]
@@ -41,6 +48,7 @@ def select_winner(run: str | Path, min_fidelity: float = 0.95) -> dict[str, Any]
         "suite": manifest["suite"],
         "reader": manifest["reader"]["spec"],
         "min_fidelity": min_fidelity,
+        "min_retention": min_retention,
     }
 
 
@@ -59,7 +67,8 @@ def write_winner(winner: dict[str, Any], path: str | Path) -> Path:
     lines += [
         "",
         "[evidence]",
-        f'rule = "largest savings with mean fidelity lower bound >= {winner["min_fidelity"]:g}"',
+        f'rule = "largest savings with mean fidelity lower bound >= {winner["min_fidelity"]:g} '
+        f'and gold-answer retention >= {winner["min_retention"]:g}"',
         f'run = "{winner["run"]}"',
         f'reader = "{winner["reader"]}"',
         f"savings = {winner['savings']:.4f}",
