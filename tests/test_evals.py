@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from occ_research import load_preset
+from occ_research import InvalidInputError, load_preset
 from occ_research.evals import load_examples
 from occ_research.evals.metrics import METRICS, bootstrap_ratio, last_number, rouge, token_f1
 from occ_research.evals.report import pareto_front, summarize_run, write_report
@@ -70,6 +70,13 @@ def test_more_loaders_on_the_real_files(tmp_path: Path) -> None:
     )
     mine = load_examples("jsonl", path=str(own))
     assert mine[0].answers == ["Ada"] and mine[0].messages[0]["content"].endswith("Who?")
+
+
+def test_hub_datasets_fail_clearly_offline(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(InvalidInputError, match="cannot load 'no-such-org/no-such-set'"):
+        load_examples("hub", dataset="no-such-org/no-such-set", n=2)
 
 
 class CountingReader(LLM):

@@ -193,19 +193,44 @@ def jsonl(
 
     datasets.disable_progress_bars()
     table = datasets.load_dataset("json", data_files=path, split="train" if n is None else f"train[:{n}]")
+    return _examples(table, "jsonl", context_field, question_field, answers_field, task)
+
+
+@DATASETS.register("hub")
+def hub(
+    dataset: str,
+    split: str = "validation",
+    config: str | None = None,
+    n: int | None = None,
+    context_field: str = "context",
+    question_field: str = "question",
+    answers_field: str = "answers",
+    task: str = "qa",
+) -> list[Example]:
+    """A dataset from the Hugging Face hub, when configured to go online (``HF_DATASETS_OFFLINE=0``) or
+    already in the local ``datasets`` cache; fields are mapped as for ``jsonl``."""
+    import datasets
+
+    datasets.disable_progress_bars()
+    try:
+        table = datasets.load_dataset(dataset, config, split=split if n is None else f"{split}[:{n}]")
+    except Exception as exc:  # the library raises many kinds (connection, missing cache, bad split)
+        raise InvalidInputError(f"cannot load {dataset!r} from the hub or the local cache: {exc}") from exc
+    return _examples(table, dataset, context_field, question_field, answers_field, task)
+
+
+def _examples(
+    table: Any, prefix: str, context_field: str, question_field: str, answers_field: str, task: str
+) -> list[Example]:
     examples = []
     for i, row in enumerate(table):
         answers = row[answers_field]
+        answers = answers.get("text", []) if isinstance(answers, dict) else answers  # SQuAD-style answers
         question = str(row[question_field])
         content = f"{row[context_field]}\n\n{question}"
+        gold = [answers] if isinstance(answers, str) else [str(a) for a in answers]
         examples.append(
-            Example(
-                f"jsonl-{i}",
-                [{"role": "user", "content": content}],
-                question,
-                [answers] if isinstance(answers, str) else list(answers),
-                task,
-            )
+            Example(f"{prefix}-{i}", [{"role": "user", "content": content}], question, gold, task)
         )
     return examples
 
