@@ -154,6 +154,35 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    import os
+
+    import uvicorn
+
+    from .server.settings import Settings
+
+    if args.config:
+        os.environ["OCC_SERVER_CONFIG"] = str(Path(args.config).resolve())
+    settings = Settings.load(os.environ.get("OCC_SERVER_CONFIG"))
+    if not settings.api_keys and args.host not in LOOPBACK:
+        raise InvalidInputError(
+            f"no API keys configured (OCC_API_KEYS): refusing to listen on {args.host}, only on loopback"
+        )
+    uvicorn.run(
+        "occ_research.server.app:create_app",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        log_level="warning",
+        access_log=False,
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="occ", description="Prompt compression toolkit.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -198,6 +227,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--min-fidelity", type=float, default=0.95)
     p.set_defaults(handler=_cmd_report)
+
+    p = commands.add_parser("serve", help="serve POST /v1/chat/completions with compression")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--config", help="server settings TOML (see occ_research/server/settings.py)")
+    p.set_defaults(handler=_cmd_serve)
 
     p = commands.add_parser("demo", help="compress real examples from the shared datasets and print a table")
     p.add_argument("--rate", type=float, default=0.25)

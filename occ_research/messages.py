@@ -46,7 +46,7 @@ def _validate_message(i: int, message: object) -> None:
     if not isinstance(message, Mapping):
         raise InvalidInputError(f"{where} must be an object, got {type(message).__name__}")
     role = message.get("role")
-    if role not in ROLES:
+    if not isinstance(role, str) or role not in ROLES:
         raise InvalidInputError(f"{where}.role must be one of {sorted(ROLES)}, got {role!r}")
     content = message.get("content")
     if content is None:
@@ -60,9 +60,20 @@ def _validate_message(i: int, message: object) -> None:
                 raise InvalidInputError(f"{where}.content[{j}].text must be a string")
     elif not isinstance(content, str):
         raise InvalidInputError(f"{where}.content must be a string, a list of parts or null")
+    for key in ("name", "tool_call_id"):
+        if key in message and not isinstance(message[key], str):
+            raise InvalidInputError(f"{where}.{key} must be a string")
     calls = message.get("tool_calls")
     if calls is not None and not isinstance(calls, list):
         raise InvalidInputError(f"{where}.tool_calls must be a list")
+    for j, call in enumerate(calls or ()):
+        function = call.get("function") if isinstance(call, Mapping) else None
+        if not isinstance(function, Mapping) or not all(
+            isinstance(function.get(k), str) for k in ("name", "arguments")
+        ):
+            raise InvalidInputError(
+                f"{where}.tool_calls[{j}] must have a function with string name and arguments"
+            )
 
 
 def text_slots(messages: Sequence[Message]) -> list[Slot]:

@@ -11,10 +11,10 @@ import hashlib
 import importlib.metadata
 import threading
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -85,12 +85,44 @@ class LocalLLM(LLM):
         self.model = path.name
         self.n_ctx = n_ctx
 
-    def chat(self, messages: Sequence[Mapping[str, Any]], **params: Any) -> ChatResponse:
+    def completion(self, messages: Sequence[Mapping[str, Any]], **params: Any) -> dict[str, Any]:
+        """The raw OpenAI-shaped completion from llama.cpp; parameters it does not know are dropped."""
         llama, lock = _load(self.path, self.n_ctx, logits_all=False)
         options = {k: v for k, v in params.items() if k in _CHAT_PARAMS}
         options.setdefault("temperature", 0.0)
         with lock:
-            data = llama.create_chat_completion(messages=list(messages), **options)
+            data: dict[str, Any] = llama.create_chat_completion(messages=list(messages), **options)
+        return data
+
+    def completion_chunks(
+        self, messages: Sequence[Mapping[str, Any]], **params: Any
+    ) -> Iterator[dict[str, Any]]:
+        """The same, streamed: OpenAI-shaped chunks as llama.cpp produces them (holding the model meanwhile)."""
+        llama, lock = _load(self.path, self.n_ctx, logits_all=False)
+        options = {k: v for k, v in params.items() if k in _CHAT_PARAMS}
+        options.setdefault("temperature", 0.0)
+        with lock:
+            yield from llama.create_chat_completion(messages=list(messages), stream=True, **options)
+
+    def count_prompt_tokens(self, messages: Sequence[Mapping[str, Any]]) -> int:
+        """Prompt tokens as the model bills them: the messages rendered by the GGUF's chat template."""
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        llama, lock = _load(self.path, self.n_ctx, logits_all=False)
+        with lock:
+            template = llama.metadata.get("tokenizer.chat_template")
+            if not template:
+                raise LocalModelError(f"{self.model} has no chat template")
+            formatter = Jinja2ChatFormatter(
+                template=template,
+                eos_token=llama.detokenize([llama.token_eos()]).decode("utf-8", "replace"),
+                bos_token=llama.detokenize([llama.token_bos()]).decode("utf-8", "replace"),
+            )
+            prompt = formatter(messages=cast(Any, list(messages))).prompt
+            return len(llama.tokenize(prompt.encode("utf-8"), add_bos=False, special=True))
+
+    def chat(self, messages: Sequence[Mapping[str, Any]], **params: Any) -> ChatResponse:
+        data = self.completion(messages, **params)
         try:
             choice = data["choices"][0]
             usage = data.get("usage") or {}

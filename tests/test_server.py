@@ -1,0 +1,453 @@
+"""The reference endpoint, served by uvicorn on loopback and driven by the official openai SDK and httpx.
+
+The happy path runs against the real local model. A small OpenAI-compatible upstream written for these
+tests stands in for a paid provider: it echoes what it received (to check what was forwarded) and injects
+faults on request (timeouts, 500s, 429s, malformed JSON, truncated streams); the model name picks the fault.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import openai
+import pytest
+import uvicorn
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route as HttpRoute
+
+from occ_research.server import Route, Settings, create_app
+
+KEY = "sk-test-key"
+LONG = "Paris is the capital and largest city of France. " * 120 + "Bananas are yellow fruit. " * 60
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def serve() -> Iterator[Any]:
+    servers: list[tuple[uvicorn.Server, threading.Thread]] = []
+
+    def start(app: Any) -> str:
+        port = free_port()
+        server = uvicorn.Server(
+            uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+        )
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        deadline = time.time() + 30
+        while not server.started and time.time() < deadline:
+            time.sleep(0.02)
+        servers.append((server, thread))
+        return f"http://127.0.0.1:{port}"
+
+    yield start
+    for server, thread in servers:
+        server.should_exit = True
+        thread.join(10)
+
+
+def completion(body: dict[str, Any]) -> dict[str, Any]:
+    n = body.get("n") or 1
+    message: dict[str, Any] = {"role": "assistant", "content": json.dumps(body)}
+    finish = "stop"
+    if body.get("tools"):
+        message = {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": "call_1",
+                    "type": "function",
+                    "function": {
+                        "name": body["tools"][0]["function"]["name"],
+                        "arguments": '{"city": "Paris"}',
+                    },
+                }
+            ],
+        }
+        finish = "tool_calls"
+    return {
+        "id": "chatcmpl-fake",
+        "object": "chat.completion",
+        "created": 1,
+        "model": body["model"],
+        "choices": [
+            {"index": i, "message": message, "finish_reason": finish, "logprobs": None} for i in range(n)
+        ],
+        "usage": {"prompt_tokens": 11, "completion_tokens": 2, "total_tokens": 13},
+    }
+
+
+async def fake_upstream(request: Request) -> Response:
+    body = await request.json()
+    model = body["model"]
+    if model == "fault-slow":
+        await asyncio.sleep(3)
+    if model == "fault-500":
+        return JSONResponse(
+            {"error": {"message": "upstream exploded", "type": "server_error"}}, status_code=500
+        )
+    if model == "fault-429":
+        return JSONResponse(
+            {
+                "error": {
+                    "message": "slow down",
+                    "type": "rate_limit_error",
+                    "param": None,
+                    "code": "rate_limit",
+                }
+            },
+            status_code=429,
+        )
+    if model == "fault-garbage":
+        return Response(b"<html>oops</html>", media_type="text/html")
+    if body.get("stream"):
+
+        async def events() -> Any:
+            for word in ["Hel", "lo"]:
+                chunk = {
+                    "id": "c",
+                    "object": "chat.completion.chunk",
+                    "created": 1,
+                    "model": model,
+                    "choices": [{"index": 0, "delta": {"content": word}, "finish_reason": None}],
+                }
+                yield f"data: {json.dumps(chunk)}\n\n"
+                await asyncio.sleep(0.05)
+            if model == "fault-truncated":
+                raise RuntimeError("connection dropped mid-stream")
+            if (body.get("stream_options") or {}).get("include_usage"):
+                usage = {
+                    "id": "c",
+                    "object": "chat.completion.chunk",
+                    "created": 1,
+                    "model": model,
+                    "choices": [],
+                    "usage": {"prompt_tokens": 11, "completion_tokens": 2, "total_tokens": 13},
+                }
+                yield f"data: {json.dumps(usage)}\n\n"
+            yield "data: [DONE]\n\n"
+
+        return StreamingResponse(events(), media_type="text/event-stream")
+    return JSONResponse(completion(body))
+
+
+@pytest.fixture(scope="module")
+def upstream(serve: Any) -> str:
+    return str(serve(Starlette(routes=[HttpRoute("/v1/chat/completions", fake_upstream, methods=["POST"])])))
+
+
+@pytest.fixture(scope="module")
+def proxy(serve: Any, upstream: str) -> str:
+    routes = (
+        Route("fault-", f"{upstream}/v1"),
+        Route("gpt-", f"{upstream}/v1"),
+        Route("dead-", "http://127.0.0.1:9/v1"),
+    )
+    app = create_app(
+        Settings(
+            api_keys=(KEY,),
+            preset="bm25-q25",
+            routes=routes,
+            min_prompt_tokens=200,
+            timeout=1.0,
+            max_body_bytes=200_000,
+        )
+    )
+    return str(serve(app))
+
+
+@pytest.fixture(scope="module")
+def local_proxy(serve: Any) -> str:
+    return str(serve(create_app(Settings(api_keys=(KEY,), preset="bm25-q25"))))
+
+
+def sdk(base: str, key: str = KEY) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{base}/v1", api_key=key, max_retries=0, timeout=60)
+
+
+def echoed(response: Any) -> dict[str, Any]:
+    return dict(json.loads(response.choices[0].message.content))
+
+
+def test_local_model_answers_through_the_sdk(local_proxy: str) -> None:
+    client = sdk(local_proxy)
+    answer = client.chat.completions.create(
+        model="local", messages=[{"role": "user", "content": "Say hello."}], max_tokens=8
+    )
+    assert answer.object == "chat.completion" and answer.model == "local"
+    assert answer.choices[0].message.content and answer.choices[0].finish_reason in ("stop", "length")
+    assert (
+        answer.usage is not None
+        and answer.usage.total_tokens == answer.usage.prompt_tokens + answer.usage.completion_tokens
+    )
+    stream = client.chat.completions.create(
+        model="local",
+        messages=[{"role": "user", "content": "Say hello."}],
+        max_tokens=8,
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    chunks = list(stream)
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text and chunks[-1].choices == [] and chunks[-1].usage.prompt_tokens == answer.usage.prompt_tokens
+
+
+def test_local_model_counts_the_compressed_prompt(local_proxy: str) -> None:
+    raw = sdk(local_proxy).chat.completions.with_raw_response.create(
+        model="local",
+        messages=[{"role": "user", "content": LONG + "\n\nWhat is the capital of France?"}],
+        max_tokens=4,
+    )
+    assert raw.headers["x-occ-compression"] == "on" and raw.headers["x-occ-strategy"] == "bm25-q25"
+    original, compressed = (
+        int(raw.headers["x-occ-original-tokens"]),
+        int(raw.headers["x-occ-compressed-tokens"]),
+    )
+    assert compressed <= original // 4
+    assert raw.parse().usage.prompt_tokens < original // 2
+
+
+def test_parameters_pass_through_and_messages_are_compressed(proxy: str) -> None:
+    messages = [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": LONG + "\n\nWhat is the capital of France?"},
+    ]
+    raw = sdk(proxy).chat.completions.with_raw_response.create(
+        model="gpt-4o",
+        messages=messages,
+        temperature=0.3,
+        top_p=0.9,
+        max_tokens=50,
+        stop=["\n\n", "END"],
+        seed=7,
+        presence_penalty=0.1,
+        frequency_penalty=0.2,
+        logprobs=True,
+        user="u1",
+        n=2,
+        response_format={"type": "text"},
+        extra_body={"custom_field": {"a": 1}, "occ": {"rate": 0.5}},
+    )
+    response = raw.parse()
+    sent = echoed(response)
+    for key, value in {
+        "temperature": 0.3,
+        "top_p": 0.9,
+        "max_tokens": 50,
+        "stop": ["\n\n", "END"],
+        "seed": 7,
+        "presence_penalty": 0.1,
+        "frequency_penalty": 0.2,
+        "logprobs": True,
+        "user": "u1",
+        "n": 2,
+        "response_format": {"type": "text"},
+        "custom_field": {"a": 1},
+    }.items():
+        assert sent[key] == value
+    assert "occ" not in sent
+    assert sent["messages"][0] == messages[0]
+    assert sent["messages"][1]["content"].endswith("What is the capital of France?")
+    assert len(sent["messages"][1]["content"]) < len(messages[1]["content"]) * 0.6
+    assert len(response.choices) == 2 and response.usage.prompt_tokens == 11
+    assert float(raw.headers["x-occ-compression-ms"]) >= 0
+
+
+def test_tools_round_trip(proxy: str) -> None:
+    tools = [
+        {
+            "type": "function",
+            "function": {
+                "name": "weather",
+                "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+            },
+        }
+    ]
+    client = sdk(proxy)
+    first = client.chat.completions.create(
+        model="gpt-4o",
+        messages=[{"role": "user", "content": "Weather in Paris?"}],
+        tools=tools,
+        tool_choice="auto",
+    )
+    call = first.choices[0].message.tool_calls[0]
+    assert first.choices[0].finish_reason == "tool_calls" and call.function.name == "weather"
+    history = [
+        {"role": "user", "content": "Weather in Paris?"},
+        {"role": "assistant", "content": None, "tool_calls": [call.model_dump()]},
+        {"role": "tool", "tool_call_id": call.id, "content": '{"temp": 21}'},
+    ]
+    second = client.chat.completions.create(
+        model="gpt-4o", messages=history, extra_headers={"x-occ-compress": "off"}
+    )
+    assert echoed(second)["messages"] == history
+
+
+def test_streaming_is_relayed(proxy: str) -> None:
+    stream = sdk(proxy).chat.completions.create(
+        model="gpt-4o",
+        messages=[{"role": "user", "content": "Hi"}],
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    chunks = list(stream)
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "Hello"
+    assert chunks[-1].usage.total_tokens == 13
+
+
+def test_truncated_stream_ends_with_an_error_event(proxy: str) -> None:
+    with httpx.stream(
+        "POST",
+        f"{proxy}/v1/chat/completions",
+        headers={"authorization": f"Bearer {KEY}"},
+        json={"model": "fault-truncated", "messages": [{"role": "user", "content": "Hi"}], "stream": True},
+    ) as response:
+        text = "".join(response.iter_text())
+    assert response.status_code == 200
+    assert '"upstream_stream_error"' in text and text.rstrip().endswith("data: [DONE]")
+
+
+@pytest.mark.parametrize(
+    ("model", "status", "code"),
+    [
+        ("fault-500", 502, "upstream_error"),
+        ("fault-429", 429, "rate_limit"),
+        ("fault-garbage", 502, "upstream_malformed"),
+        ("fault-slow", 504, "upstream_timeout"),
+        ("dead-model", 502, "upstream_unreachable"),
+        ("unknown-model", 404, "model_not_found"),
+    ],
+)
+def test_upstream_faults_map_to_openai_errors(proxy: str, model: str, status: int, code: str) -> None:
+    response = httpx.post(
+        f"{proxy}/v1/chat/completions",
+        headers={"authorization": f"Bearer {KEY}"},
+        json={"model": model, "messages": [{"role": "user", "content": "Hi"}]},
+        timeout=30,
+    )
+    assert response.status_code == status
+    assert response.json()["error"]["code"] == code and set(response.json()["error"]) == {
+        "message",
+        "type",
+        "param",
+        "code",
+    }
+
+
+def test_errors_of_the_proxy_itself(proxy: str) -> None:
+    headers = {"authorization": f"Bearer {KEY}"}
+    with pytest.raises(openai.AuthenticationError):
+        sdk(proxy, key="wrong").chat.completions.create(
+            model="gpt-4o", messages=[{"role": "user", "content": "Hi"}]
+        )
+    assert httpx.post(f"{proxy}/v1/chat/completions", json={}).status_code == 401
+    bad = httpx.post(f"{proxy}/v1/chat/completions", headers=headers, content=b"{not json")
+    assert bad.status_code == 400 and bad.json()["error"]["type"] == "invalid_request_error"
+    assert (
+        httpx.post(f"{proxy}/v1/chat/completions", headers=headers, json={"model": "gpt-4o"}).status_code
+        == 400
+    )
+    assert httpx.get(f"{proxy}/v1/nothing", headers=headers).status_code == 404
+    big = httpx.post(
+        f"{proxy}/v1/chat/completions",
+        headers=headers,
+        json={"model": "gpt-4o", "messages": [{"role": "user", "content": "x" * 300_000}]},
+    )
+    assert big.status_code == 413 and big.json()["error"]["code"] == "request_too_large"
+    models = httpx.get(f"{proxy}/v1/models", headers=headers).json()
+    assert {m["id"] for m in models["data"]} >= {"local", "gpt-*"}
+    assert httpx.get(f"{proxy}/healthz").json()["status"] == "ok"
+
+
+def test_failed_compression_forwards_the_original(proxy: str) -> None:
+    messages = [{"role": "user", "content": LONG + "\n\nWhat is the capital?"}]
+    raw = sdk(proxy).chat.completions.with_raw_response.create(
+        model="gpt-4o", messages=messages, extra_body={"occ": {"preset": "no-such-preset"}}
+    )
+    assert raw.headers["x-occ-compression"].startswith("failed: UnknownNameError")
+    assert echoed(raw.parse())["messages"] == messages
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
+    max_leaves=12,
+)
+malformed_bodies = st.one_of(
+    st.binary(max_size=200).map(lambda b: ("raw", b)),
+    json_values.map(lambda v: ("json", v)),
+    st.fixed_dictionaries({"model": json_values, "messages": json_values}).map(lambda v: ("json", v)),
+    st.fixed_dictionaries(
+        {
+            "model": st.just("gpt-4o"),
+            "messages": st.lists(
+                st.dictionaries(
+                    st.sampled_from(["role", "content", "tool_calls", "name"]), json_values, max_size=3
+                ),
+                max_size=3,
+            ),
+        }
+    ).map(lambda v: ("json", v)),
+    st.fixed_dictionaries(
+        {
+            "model": st.just("gpt-4o"),
+            "messages": st.just([{"role": "user", "content": "hi"}]),
+            "stream": json_values.filter(lambda v: not isinstance(v, bool)),
+        }
+    ).map(lambda v: ("json", v)),
+)
+
+
+def _is_valid(kind: str, value: Any) -> bool:
+    if (
+        kind != "json"
+        or not isinstance(value, dict)
+        or not isinstance(value.get("model"), str)
+        or not value["model"]
+    ):
+        return False
+    try:
+        from occ_research.messages import normalize_prompt
+
+        normalize_prompt(value.get("messages"))
+    except Exception:
+        return False
+    return isinstance(value.get("stream", False), bool)
+
+
+@pytest.fixture(scope="module")
+def fuzz_client(proxy: str) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=proxy, headers={"authorization": f"Bearer {KEY}"}, timeout=30) as client:
+        yield client
+
+
+@settings(
+    max_examples=2500,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(body=malformed_bodies)
+def test_fuzzed_bodies_get_openai_errors(fuzz_client: httpx.Client, body: tuple[str, Any]) -> None:
+    kind, value = body
+    if _is_valid(kind, value):
+        return  # a valid request by chance: not what this test is about
+    content = value if kind == "raw" else json.dumps(value).encode()
+    response = fuzz_client.post("/v1/chat/completions", content=content)
+    assert 400 <= response.status_code < 500, response.text
+    assert set(response.json()["error"]) == {"message", "type", "param", "code"}
