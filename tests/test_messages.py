@@ -22,7 +22,10 @@ from occ_research.messages import default_question, normalize_prompt, text_slots
         ([{"role": "user", "content": [{"type": "text", "text": 1}]}], "text must be a string"),
         ([{"role": "assistant", "content": None, "tool_calls": {}}], "tool_calls must be a list"),
         ([{"role": ["user"], "content": "hi"}], "role must be one of"),  # found by the server's fuzzer
-        ([{"role": "assistant", "content": None, "tool_calls": [{"function": []}]}], "string name and arguments"),
+        (
+            [{"role": "assistant", "content": None, "tool_calls": [{"function": []}]}],
+            "string name and arguments",
+        ),
         ([{"role": "user", "name": 3, "content": "hi"}], "name must be a string"),
     ],
 )

@@ -29,6 +29,7 @@ from starlette.routing import Route as HttpRoute
 from occ_research.server import Route, Settings, create_app
 
 KEY = "sk-test-key"
+STREAM_EVENTS: list[str] = []
 LONG = "Paris is the capital and largest city of France. " * 120 + "Bananas are yellow fruit. " * 60
 
 
@@ -116,6 +117,26 @@ async def fake_upstream(request: Request) -> Response:
         )
     if model == "fault-garbage":
         return Response(b"<html>oops</html>", media_type="text/html")
+    if model == "fault-endless":
+
+        async def endless() -> Any:
+            try:
+                for i in range(400):
+                    chunk = {
+                        "id": "c",
+                        "object": "chat.completion.chunk",
+                        "created": 1,
+                        "model": model,
+                        "choices": [{"index": 0, "delta": {"content": str(i)}, "finish_reason": None}],
+                    }
+                    yield f"data: {json.dumps(chunk)}\n\n"
+                    await asyncio.sleep(0.01)
+                STREAM_EVENTS.append("finished")
+            except BaseException:
+                STREAM_EVENTS.append("cancelled")
+                raise
+
+        return StreamingResponse(endless(), media_type="text/event-stream")
     if body.get("stream"):
 
         async def events() -> Any:
@@ -153,11 +174,38 @@ def upstream(serve: Any) -> str:
 
 
 @pytest.fixture(scope="module")
-def proxy(serve: Any, upstream: str) -> str:
+def resetting_upstream() -> Iterator[str]:
+    """Fault injected: a TCP server that accepts connections and drops them at once (connection reset)."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    stop = threading.Event()
+
+    def accept() -> None:
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                connection, _ = listener.accept()
+            except OSError:
+                continue
+            connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+            connection.close()
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{listener.getsockname()[1]}/v1"
+    stop.set()
+    thread.join(5)
+    listener.close()
+
+
+@pytest.fixture(scope="module")
+def proxy(serve: Any, upstream: str, resetting_upstream: str) -> str:
     routes = (
         Route("fault-", f"{upstream}/v1"),
         Route("gpt-", f"{upstream}/v1"),
         Route("dead-", "http://127.0.0.1:9/v1"),
+        Route("reset-", resetting_upstream),
     )
     app = create_app(
         Settings(
@@ -323,6 +371,19 @@ def test_truncated_stream_ends_with_an_error_event(proxy: str) -> None:
     assert '"upstream_stream_error"' in text and text.rstrip().endswith("data: [DONE]")
 
 
+def test_client_disconnect_cancels_the_upstream_stream(proxy: str) -> None:
+    body = {"model": "fault-endless", "messages": [{"role": "user", "content": "Hi"}], "stream": True}
+    with httpx.stream(
+        "POST", f"{proxy}/v1/chat/completions", headers={"authorization": f"Bearer {KEY}"}, json=body
+    ) as response:
+        first = next(response.iter_lines())
+    assert first.startswith("data: ")
+    deadline = time.time() + 5
+    while not STREAM_EVENTS and time.time() < deadline:
+        time.sleep(0.05)
+    assert STREAM_EVENTS == ["cancelled"]
+
+
 @pytest.mark.parametrize(
     ("model", "status", "code"),
     [
@@ -331,6 +392,7 @@ def test_truncated_stream_ends_with_an_error_event(proxy: str) -> None:
         ("fault-garbage", 502, "upstream_malformed"),
         ("fault-slow", 504, "upstream_timeout"),
         ("dead-model", 502, "upstream_unreachable"),
+        ("reset-model", 502, "upstream_unreachable"),
         ("unknown-model", 404, "model_not_found"),
     ],
 )
