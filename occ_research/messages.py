@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 from .exceptions import InvalidInputError
 
@@ -32,13 +32,20 @@ def normalize_prompt(prompt: str | Sequence[Mapping[str, Any]]) -> list[Message]
     """A validated deep copy of the messages; a plain string becomes one user message."""
     if isinstance(prompt, str):
         return [{"role": "user", "content": prompt}]
-    if not isinstance(prompt, Sequence) or isinstance(prompt, bytes):
-        raise InvalidInputError(f"prompt must be a string or a list of messages, got {type(prompt).__name__}")
-    if not prompt:
+    validate_messages(prompt)
+    return [copy.deepcopy(dict(m)) for m in prompt]
+
+
+def validate_messages(messages: object) -> None:
+    """Raise ``InvalidInputError`` unless ``messages`` is a non-empty list of valid chat messages."""
+    if not isinstance(messages, Sequence) or isinstance(messages, str | bytes):
+        raise InvalidInputError(
+            f"prompt must be a string or a list of messages, got {type(messages).__name__}"
+        )
+    if not messages:
         raise InvalidInputError("messages must not be empty")
-    for i, message in enumerate(prompt):
+    for i, message in enumerate(messages):
         _validate_message(i, message)
-    return [copy.deepcopy(dict(m)) for m in cast(Sequence[Mapping[str, Any]], prompt)]
 
 
 def _validate_message(i: int, message: object) -> None:

@@ -27,7 +27,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route as HttpRoute
 
 from ..exceptions import OCCError
-from ..messages import normalize_prompt
+from ..messages import validate_messages
 from ..presets import Preset, load_preset, writable_preset_dir
 from ..tokens import count_tokens
 from .local import LocalUpstream
@@ -157,7 +157,7 @@ async def _read_body(request: Request, limit: int) -> dict[str, Any] | Response:
     if not isinstance(body.get("model"), str) or not body["model"]:
         return error(400, "'model' is required and must be a string", param="model")
     try:
-        normalize_prompt(body.get("messages"))  # type: ignore[arg-type]
+        validate_messages(body.get("messages"))
     except OCCError as exc:
         return error(400, str(exc), param="messages")
     if "stream" in body and not isinstance(body["stream"], bool):
@@ -259,7 +259,7 @@ def _relay_json(status: int, raw: bytes, headers: dict[str, str]) -> Response:
             kind="upstream_error",
             code="upstream_malformed",
         )
-    return JSONResponse(data, headers=headers)
+    return Response(raw, media_type="application/json", headers=headers)  # relayed as it came
 
 
 async def _relay_stream(upstream: httpx.Response) -> AsyncIterator[bytes]:
