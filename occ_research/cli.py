@@ -1,4 +1,4 @@
-"""The ``occ`` command line: ``occ compress``, ``occ strategies``, ``occ eval``, ``occ report``, ``occ demo``.
+"""The ``occ`` command line: ``occ eval``, ``occ report``, ``occ serve``, ``occ compress``, ``occ strategies``, ``occ demo``.
 
 Errors the user can fix (bad JSON, bad shapes, unknown names, out-of-range values) end with a one-line
 message on stderr and exit status 2; no traceback.
