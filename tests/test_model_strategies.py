@@ -79,3 +79,15 @@ def test_coarse2fine_preset_meets_its_budget(nq_examples: list[Example]) -> None
     assert result.budget_met and 0.2 <= result.rate <= 0.25
     assert [e.step for e in result.trace][-1] == "selfinfo"
     assert result.messages[0]["content"].endswith(example.question)
+
+
+def test_llmlingua_peer_runs_offline_and_reports_missed_budgets(nq_examples: list[Example]) -> None:
+    example = nq_examples[3]
+    for method in ("llmlingua", "longllmlingua"):
+        result = compress(example.messages, "llmlingua", method=method, rate=0.3, question=example.question)
+        assert result.compressed_tokens < 0.6 * result.original_tokens
+        assert result.note.startswith(method)
+        assert result.budget_met or "missed its target" in result.note
+        assert result.messages[0]["content"].endswith(example.question)
+    plain = compress("Alpha beta gamma. " * 80, "llmlingua", rate=0.3)  # no question: LongLLMLingua needs one
+    assert plain.note.startswith("llmlingua") and plain.compressed_tokens < plain.original_tokens

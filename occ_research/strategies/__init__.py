@@ -1,6 +1,6 @@
 """Compression strategies. Importing this package registers the built-in ones."""
 
-from . import baselines, dedup, embed, pipeline, rankers, selfinfo, summarize
+from . import baselines, dedup, embed, llmlingua_adapter, pipeline, rankers, selfinfo, summarize
 from .base import (
     STRATEGIES,
     Choice,
@@ -43,6 +43,7 @@ __all__ = [
     "embed",
     "fit_by_score",
     "list_strategies",
+    "llmlingua_adapter",
     "make_strategy",
     "param",
     "pipeline",

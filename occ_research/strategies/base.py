@@ -225,6 +225,10 @@ class Strategy:
     #: False for strategies that remove only what they always remove (identity, dedup): the base class then
     #: reports a missed budget instead of dropping more to meet it.
     fits_budget: ClassVar[bool] = True
+    #: what ``note`` says when such a strategy leaves the prompt over its budget
+    missed_budget_note: ClassVar[str] = (
+        "does not drop text to meet a budget; combine it with a ranker in a pipeline"
+    )
     #: True for strategies that run a model (seconds per prompt, not milliseconds)
     uses_model: ClassVar[bool] = False
 
@@ -295,9 +299,7 @@ class Strategy:
             note = "compression would have added tokens; the prompt is returned unchanged"
         budget_met = target is None or compressed <= target
         if not budget_met and not self.fits_budget:
-            reason = (
-                f"{self.name} does not drop text to meet a budget; combine it with a ranker in a pipeline"
-            )
+            reason = f"{self.name} {self.missed_budget_note}"
             note = f"{note}; {reason}" if note else reason
         floor = 0
         if not budget_met and self.fits_budget:
