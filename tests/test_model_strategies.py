@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import re
+import sys
+
+import pytest
 
 from occ_research import compress
 from occ_research.evals.datasets import Example
@@ -91,3 +94,15 @@ def test_llmlingua_peer_runs_offline_and_reports_missed_budgets(nq_examples: lis
         assert result.messages[0]["content"].endswith(example.question)
     plain = compress("Alpha beta gamma. " * 80, "llmlingua", rate=0.3)  # no question: LongLLMLingua needs one
     assert plain.note.startswith("llmlingua") and plain.compressed_tokens < plain.original_tokens
+
+
+def test_llmlingua_without_the_extra_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    from occ_research.strategies import llmlingua_adapter
+
+    llmlingua_adapter._compressor.cache_clear()
+    monkeypatch.setitem(sys.modules, "llmlingua", None)  # as if the peers extra were not installed
+    try:
+        with pytest.raises(llmlingua_adapter.PeerUnavailableError, match=r'pip install -e "\.\[peers\]"'):
+            compress("Alpha beta gamma. " * 80, "llmlingua", rate=0.3)
+    finally:
+        llmlingua_adapter._compressor.cache_clear()
