@@ -130,7 +130,17 @@ def load(
         script.write(LUA % {"body": json.dumps(body), "headers": header_lines, "expect": expect})
     try:
         out = subprocess.run(
-            ["wrk", f"-t{min(2, concurrency)}", f"-c{concurrency}", f"-d{seconds}s", "--timeout", "10s", "-s", script.name, url],
+            [
+                "wrk",
+                f"-t{min(2, concurrency)}",
+                f"-c{concurrency}",
+                f"-d{seconds}s",
+                "--timeout",
+                "10s",
+                "-s",
+                script.name,
+                url,
+            ],
             capture_output=True,
             text=True,
             timeout=seconds + 60,

@@ -55,13 +55,13 @@ _ABBREVIATIONS = frozenset(
     "dept approx est jan feb mar apr jun jul aug sep sept oct nov dec u.s u.k a.m p.m ph.d gen col "
     "lt sgt rev hon".split()
 )
-_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af]")
+CJK_CHARACTER = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af]")
 
 
 def is_cjk_heavy(text: str) -> bool:
     """True when CJK characters make up over a quarter of the non-space characters."""
     letters = len(text) - text.count(" ")
-    return letters > 0 and len(_CJK.findall(text)) * 4 > letters
+    return letters > 0 and len(CJK_CHARACTER.findall(text)) * 4 > letters
 
 
 def _fenced_blocks(text: str) -> Iterable[tuple[int, int]]:

@@ -14,18 +14,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..text import is_cjk_heavy
+from ..text import CJK_CHARACTER, is_cjk_heavy
 from .base import GRANULARITIES, RankingStrategy, Request, param, register_strategy
 
 _TERM = re.compile(r"\w+")
-_CJK_CHAR = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af]")
 
 
 def terms(text: str) -> list[str]:
     """Lower-cased word terms; CJK text (written without spaces) is cut into single characters."""
     text = text.lower()
-    if _CJK_CHAR.search(text):
-        text = _CJK_CHAR.sub(lambda m: f" {m.group()} ", text)
+    if CJK_CHARACTER.search(text):
+        text = CJK_CHARACTER.sub(lambda m: f" {m.group()} ", text)
     return _TERM.findall(text)
 
 
