@@ -123,7 +123,9 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         progress=lambda it, n: tqdm(it, total=n, desc=suite.name, unit="example"),
     )
     print(f"report: {write_report(output)}")
-    if not args.no_winner:
+    if args.limit is not None:
+        print("winner: not elected from a --limit run (a smoke run); winner.toml unchanged")
+    elif not args.no_winner:
         _write_winner(output, suite.min_fidelity)
     return 0
 
@@ -215,7 +217,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("eval", help="run an evaluation suite, write its report, pick the winner")
     p.add_argument("suite", help="suite name (evals/NAME.toml) or path")
-    p.add_argument("--limit", type=int, help="at most N examples per dataset (quick runs)")
+    p.add_argument(
+        "--limit", type=int, help="at most N examples per dataset (a smoke run: no winner is elected)"
+    )
     p.add_argument("--output", help="run folder (default: evals/runs/SUITE-TIME); an existing one is resumed")
     p.add_argument("--no-winner", action="store_true", help="do not write strategies/winner.toml")
     p.set_defaults(handler=_cmd_eval)

@@ -58,7 +58,8 @@ def preset_dirs() -> list[Path]:
     return unique
 
 
-def _preset_files() -> dict[str, Path]:
+def preset_files() -> dict[str, Path]:
+    """Preset name -> file, for every preset on the search path (the first folder holding a name wins)."""
     found: dict[str, Path] = {}
     for folder in preset_dirs():
         for path in sorted(folder.glob("*.toml")):
@@ -69,7 +70,7 @@ def _preset_files() -> dict[str, Path]:
 def list_presets() -> dict[str, str]:
     """Preset name -> description, for every preset on the search path."""
     out = {}
-    for name, path in _preset_files().items():
+    for name, path in preset_files().items():
         try:
             out[name] = load_preset(str(path)).description
         except OCCError as exc:
@@ -78,10 +79,14 @@ def list_presets() -> dict[str, str]:
 
 
 def load_preset(name_or_path: str) -> Preset:
-    """Load a preset by name (see the module docstring for where it is looked up) or by file path."""
+    """Load a preset by name (see the module docstring for where it is looked up) or by file path.
+
+    Paths are for people configuring their own machine (the command line, server settings): a server
+    never passes a client's string here, it picks from the presets it loaded at start by name.
+    """
     path = Path(name_or_path)
     if path.suffix != ".toml" or not path.is_file():
-        files = _preset_files()
+        files = preset_files()
         if name_or_path not in files:
             close = difflib.get_close_matches(name_or_path, list(files), n=2, cutoff=0.5)
             raise UnknownNameError("preset", name_or_path, close)

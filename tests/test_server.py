@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import socket
 import threading
 import time
@@ -26,7 +27,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route as HttpRoute
 
+from occ_research.exceptions import OCCError
+from occ_research.llm.local import LocalLLM
 from occ_research.server import Route, Settings, create_app
+from occ_research.strategies.rankers import Bm25Strategy
 
 KEY = "sk-test-key"
 STREAM_EVENTS: list[str] = []
@@ -437,20 +441,211 @@ def test_errors_of_the_proxy_itself(proxy: str) -> None:
     assert httpx.get(f"{proxy}/healthz").json()["status"] == "ok"
 
 
-def test_failed_compression_forwards_the_original(proxy: str) -> None:
+def test_failed_compression_forwards_the_original(proxy: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fault injected: the ranker raises, with a message that must not reach the client."""
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("internal detail sk-secret-123")
+
+    monkeypatch.setattr(Bm25Strategy, "_score", broken)
     messages = [{"role": "user", "content": LONG + "\n\nWhat is the capital?"}]
-    raw = sdk(proxy).chat.completions.with_raw_response.create(
-        model="gpt-4o", messages=messages, extra_body={"occ": {"preset": "no-such-preset"}}
-    )
-    assert raw.headers["x-occ-compression"].startswith("failed: UnknownNameError")
+    raw = sdk(proxy).chat.completions.with_raw_response.create(model="gpt-4o", messages=messages)
+    assert raw.headers["x-occ-compression"] == "failed"
+    assert "secret" not in str(raw.headers) and "internal detail" not in str(raw.headers)
     assert echoed(raw.parse())["messages"] == messages
 
 
+@pytest.fixture
+def server_log() -> Iterator[list[logging.LogRecord]]:
+    """What the servers running in this process log (uvicorn's error log and the server's own)."""
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append  # type: ignore[method-assign]
+    loggers = [logging.getLogger("uvicorn.error"), logging.getLogger("occ_research")]
+    for logger in loggers:
+        logger.addHandler(handler)
+    yield records
+    for logger in loggers:
+        logger.removeHandler(handler)
+
+
+def tracebacks(records: list[logging.LogRecord]) -> list[str]:
+    return [r.getMessage() for r in records if r.exc_info or r.levelno >= logging.ERROR]
+
+
+def test_presets_are_chosen_by_name_only(
+    proxy: str, tmp_path: Any, server_log: list[logging.LogRecord]
+) -> None:
+    """A client names one of the presets the server loaded at start; a path, even to a readable preset or
+    to a TOML file holding secrets, is refused, and nothing of any file comes back."""
+    secrets = tmp_path / "secrets.toml"
+    secrets.write_text('database_password = "hunter2-do-not-leak"\n', encoding="utf-8")
+    messages = [{"role": "user", "content": LONG + "\n\nWhat is the capital?"}]
+    for name in [
+        str(secrets),
+        "../../secrets.toml",
+        "strategies/bm25-q25.toml",
+        "压缩",
+        "",
+        5,
+        None,
+        ["dedup"],
+    ]:
+        response = httpx.post(
+            f"{proxy}/v1/chat/completions",
+            headers={"authorization": f"Bearer {KEY}"},
+            json={"model": "gpt-4o", "messages": messages, "occ": {"preset": name}},
+            timeout=30,
+        )
+        assert response.status_code == 400, name
+        error = response.json()["error"]
+        assert error["param"] == "occ.preset" and error["code"] == "unknown_preset"
+        assert "hunter2" not in response.text + str(response.headers)
+    assert "hunter2" not in " ".join(r.getMessage() for r in server_log)
+    raw = sdk(proxy).chat.completions.with_raw_response.create(
+        model="gpt-4o", messages=messages, extra_body={"occ": {"preset": "dedup"}}
+    )
+    assert raw.headers["x-occ-strategy"] == "dedup"
+
+
+def test_the_preset_allow_list_narrows_what_clients_may_name(serve: Any, upstream: str) -> None:
+    app = create_app(Settings(presets=("bm25-q25",), routes=(Route("gpt-", f"{upstream}/v1"),)))
+    base = serve(app)
+    messages = [{"role": "user", "content": LONG + "\n\nWhat is the capital?"}]
+    refused = httpx.post(
+        f"{base}/v1/chat/completions",
+        json={"model": "gpt-4o", "messages": messages, "occ": {"preset": "dedup"}},
+    )
+    assert refused.status_code == 400 and "bm25-q25" in refused.json()["error"]["message"]
+    with pytest.raises(OCCError, match="no-such-preset"):
+        create_app(Settings(presets=("no-such-preset",)))
+
+
+@pytest.mark.parametrize(
+    ("control", "param"),
+    [
+        ({"rate": 0}, "occ.rate"),
+        ({"rate": 1.5}, "occ.rate"),
+        ({"rate": "half"}, "occ.rate"),
+        ({"rate": True}, "occ.rate"),
+        ({"compress": "no"}, "occ.compress"),
+        ({"secret": 1}, "occ"),
+        ("on", "occ"),
+    ],
+)
+def test_bad_control_fields_are_400s(proxy: str, control: Any, param: str) -> None:
+    response = httpx.post(
+        f"{proxy}/v1/chat/completions",
+        headers={"authorization": f"Bearer {KEY}"},
+        json={"model": "gpt-4o", "messages": [{"role": "user", "content": "Hi"}], "occ": control},
+    )
+    assert response.status_code == 400 and response.json()["error"]["param"] == param
+
+
+def test_deep_nesting_is_a_400(proxy: str, server_log: list[logging.LogRecord]) -> None:
+    headers = {"authorization": f"Bearer {KEY}"}
+    deep = b'{"model":"gpt-4o","messages":' + b"[" * 90_000 + b"]" * 90_000 + b"}"
+    response = httpx.post(f"{proxy}/v1/chat/completions", headers=headers, content=deep)
+    assert response.status_code == 400 and response.json()["error"]["code"] == "nesting_too_deep"
+    for depth in (50, 500, 900, 3000):  # deep but parseable, in a field that is passed through
+        nested = "[" * depth + "]" * depth
+        body = f'{{"model":"gpt-4o","messages":[{{"role":"user","content":"Hi"}}],"extra":{nested}}}'
+        response = httpx.post(f"{proxy}/v1/chat/completions", headers=headers, content=body.encode())
+        assert response.status_code in (200, 400), (depth, response.text)
+    assert tracebacks(server_log) == []
+
+
+def test_local_model_takes_every_message_shape(local_proxy: str) -> None:
+    client = sdk(local_proxy)
+    parts = client.chat.completions.create(
+        model="local",
+        messages=[{"role": "user", "content": [{"type": "text", "text": "Say hi."}]}],
+        max_tokens=4,
+    )
+    assert parts.choices[0].message.content is not None
+    call = {
+        "id": "call_1",
+        "type": "function",
+        "function": {"name": "weather", "arguments": '{"city": "Paris"}'},
+    }
+    history = [
+        {"role": "developer", "content": "Be brief."},
+        {"role": "user", "content": "Weather in Paris?"},
+        {"role": "assistant", "content": None, "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": "call_1", "content": '{"temp": 21}'},
+    ]
+    answer = client.chat.completions.create(model="local", messages=history, max_tokens=4)
+    assert answer.choices[0].finish_reason in ("stop", "length")
+
+
+@pytest.mark.parametrize(
+    ("param", "value"),
+    [
+        ("max_tokens", "x"),
+        ("max_tokens", 0),
+        ("max_completion_tokens", 2.5),
+        ("temperature", "hot"),
+        ("temperature", 9),
+        ("top_p", [1]),
+        ("stop", 5),
+        ("stop", ["a", "b", "c", "d", "e"]),
+        ("seed", "a"),
+        ("n", 0),
+        ("n", True),
+        ("presence_penalty", {"a": 1}),
+    ],
+)
+def test_bad_local_model_parameters_are_400s(local_proxy: str, param: str, value: Any) -> None:
+    response = httpx.post(
+        f"{local_proxy}/v1/chat/completions",
+        headers={"authorization": f"Bearer {KEY}"},
+        json={"model": "local", "messages": [{"role": "user", "content": "Hi"}], "n": 2, param: value},
+    )
+    assert response.status_code == 400 and response.json()["error"]["param"] == param
+
+
+def test_local_model_context_overflow_is_a_400_before_streaming(local_proxy: str) -> None:
+    messages = [{"role": "user", "content": "word " * 3000}]
+    with pytest.raises(openai.BadRequestError) as raised:
+        list(
+            sdk(local_proxy).chat.completions.create(
+                model="local", messages=messages, stream=True, extra_headers={"x-occ-compress": "off"}
+            )
+        )
+    assert raised.value.code == "context_length_exceeded"
+
+
+def test_local_model_failure_mid_stream_ends_with_an_error_event(
+    local_proxy: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Fault injected: the model yields one chunk, then fails."""
+    real = LocalLLM.completion_chunks
+
+    def failing(self: LocalLLM, *args: Any, **kwargs: Any) -> Iterator[dict[str, Any]]:
+        yield next(iter(real(self, *args, **kwargs)))
+        raise RuntimeError("llama.cpp broke")
+
+    monkeypatch.setattr(LocalLLM, "completion_chunks", failing)
+    stream = sdk(local_proxy).chat.completions.create(
+        model="local", messages=[{"role": "user", "content": "Say hello."}], max_tokens=8, stream=True
+    )
+    with pytest.raises(openai.APIError, match="failed while answering"):
+        list(stream)
+
+
+# strings with non-ASCII text (CJK, emoji, controls, lone surrogates are not JSON-encodable by httpx: left out)
+texts = st.text(alphabet=st.characters(exclude_categories=("Cs",)), max_size=20)
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | texts,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(texts, inner, max_size=4),
     max_leaves=12,
 )
+
+
+def nested(depth: int) -> str:
+    return "[" * depth + "]" * depth
+
+
 malformed_bodies = st.one_of(
     st.binary(max_size=200).map(lambda b: ("raw", b)),
     json_values.map(lambda v: ("json", v)),
@@ -473,6 +668,21 @@ malformed_bodies = st.one_of(
             "stream": json_values.filter(lambda v: not isinstance(v, bool)),
         }
     ).map(lambda v: ("json", v)),
+    # the control field: anything, non-ASCII text included
+    st.fixed_dictionaries(
+        {
+            "model": st.just("gpt-4o"),
+            "messages": st.just([{"role": "user", "content": "hi"}]),
+            "occ": json_values
+            | st.dictionaries(st.sampled_from(["preset", "rate", "compress"]), json_values, min_size=1),
+        }
+    )
+    .filter(lambda v: v["occ"] is not None and v["occ"] != {})
+    .map(lambda v: ("json", v)),
+    # nesting from shallow to far deeper than Python's recursion limit, where messages or a field go
+    st.tuples(st.integers(1, 90_000), st.sampled_from(["messages", "occ", "model"])).map(
+        lambda t: ("raw", f'{{"model":"gpt-4o","{t[1]}":{nested(t[0])}}}'.encode())
+    ),
 )
 
 
@@ -490,7 +700,7 @@ def _is_valid(kind: str, value: Any) -> bool:
         normalize_prompt(value.get("messages"))
     except Exception:
         return False
-    return isinstance(value.get("stream", False), bool)
+    return isinstance(value.get("stream", False), bool) and "occ" not in value
 
 
 @pytest.fixture(scope="module")
@@ -505,11 +715,60 @@ def fuzz_client(proxy: str) -> Iterator[httpx.Client]:
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(body=malformed_bodies)
-def test_fuzzed_bodies_get_openai_errors(fuzz_client: httpx.Client, body: tuple[str, Any]) -> None:
+def test_fuzzed_bodies_get_openai_errors(
+    fuzz_client: httpx.Client, server_log: list[logging.LogRecord], body: tuple[str, Any]
+) -> None:
     kind, value = body
     if _is_valid(kind, value):
         return  # a valid request by chance: not what this test is about
     content = value if kind == "raw" else json.dumps(value).encode()
     response = fuzz_client.post("/v1/chat/completions", content=content)
-    assert 400 <= response.status_code < 500, response.text
-    assert set(response.json()["error"]) == {"message", "type", "param", "code"}
+    if response.status_code == 200:  # a valid control field by chance: forwarded, never lost
+        assert response.json()["object"] == "chat.completion"
+    else:
+        assert 400 <= response.status_code < 500, response.text
+        assert set(response.json()["error"]) == {"message", "type", "param", "code"}
+    assert tracebacks(server_log) == []
+
+
+# values OpenAI refuses for the parameters the local model honours: wrong types, out of range
+wrong_values = {
+    "max_tokens": json_values.filter(
+        lambda v: v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1)
+    ),
+    "temperature": texts | st.lists(st.integers()) | st.floats(2.01, 1e9) | st.floats(-1e9, -0.01),
+    "top_p": texts | st.booleans() | st.floats(1.01, 1e9) | st.dictionaries(texts, st.integers()),
+    "stop": st.integers() | st.lists(st.integers(), min_size=1) | st.lists(texts, min_size=5, max_size=8),
+    "seed": texts | st.floats(allow_nan=False).filter(lambda f: not f.is_integer()) | st.booleans(),
+    "n": st.integers(max_value=0) | st.integers(min_value=9) | texts | st.just(True),
+    "presence_penalty": texts | st.floats(2.01, 100),
+    "frequency_penalty": st.lists(st.floats(allow_nan=False)) | st.floats(-100, -2.01),
+}
+
+
+@pytest.fixture(scope="module")
+def local_fuzz_client(local_proxy: str) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=local_proxy, headers={"authorization": f"Bearer {KEY}"}, timeout=30) as client:
+        yield client
+
+
+@settings(
+    max_examples=300,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(param=st.sampled_from(sorted(wrong_values)), data=st.data(), stream=st.booleans())
+def test_fuzzed_local_model_parameters_get_400s(
+    local_fuzz_client: httpx.Client, server_log: list[logging.LogRecord], param: str, data: Any, stream: bool
+) -> None:
+    value = data.draw(wrong_values[param])
+    body = {
+        "model": "local",
+        "messages": [{"role": "user", "content": "Hi 你好"}],
+        "stream": stream,
+        param: value,
+    }
+    response = local_fuzz_client.post("/v1/chat/completions", content=json.dumps(body).encode())
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["param"] == param
+    assert tracebacks(server_log) == []

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import logging
 import os
 import time
 from collections.abc import AsyncIterator
@@ -26,27 +27,17 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route as HttpRoute
 
-from ..exceptions import OCCError
+from ..exceptions import OCCError, PresetError
 from ..messages import validate_messages
-from ..presets import Preset, load_preset, writable_preset_dir
+from ..presets import Preset, load_preset, preset_files, writable_preset_dir
 from ..tokens import count_tokens
 from .local import LocalUpstream
 from .settings import Settings
+from .wire import SSE_DONE, error, error_body, sse
 
 DEFAULT_PRESET = "bm25-q25"
-
-
-def error(
-    status: int,
-    message: str,
-    kind: str = "invalid_request_error",
-    param: str | None = None,
-    code: str | None = None,
-) -> JSONResponse:
-    """A response in OpenAI's error shape."""
-    return JSONResponse(
-        {"error": {"message": message, "type": kind, "param": param, "code": code}}, status_code=status
-    )
+CONTROL_FIELDS = frozenset({"compress", "preset", "rate"})
+log = logging.getLogger("occ_research.server")
 
 
 def choose_preset(settings: Settings) -> Preset:
@@ -57,10 +48,32 @@ def choose_preset(settings: Settings) -> Preset:
     return load_preset(str(winner)) if Path(winner).is_file() else load_preset(DEFAULT_PRESET)
 
 
+def selectable_presets(settings: Settings) -> dict[str, Preset]:
+    """The presets a client may name, loaded once at start: every preset on the search path (narrowed by
+    ``settings.presets`` when set). A client names one of these; it never passes a path or a file."""
+    files = preset_files()
+    missing = [name for name in settings.presets if name not in files]
+    if missing:
+        raise PresetError(f"server settings: presets not found: {', '.join(missing)}")
+    loaded = {}
+    for name, path in files.items():
+        if settings.presets and name not in settings.presets:
+            continue
+        try:
+            loaded[name] = load_preset(str(path))
+        except OCCError as exc:
+            # the reason is not logged: it may quote the file; `occ strategies` shows it to the operator
+            log.warning(
+                "preset %s is not selectable (%s; `occ strategies` says why)", name, type(exc).__name__
+            )
+    return loaded
+
+
 def create_app(settings: Settings | None = None) -> Starlette:
     """The app; settings default to ``Settings.load(OCC_SERVER_CONFIG)`` (see ``settings.py``)."""
     settings = settings or Settings.load(os.environ.get("OCC_SERVER_CONFIG"))
     preset = choose_preset(settings)
+    presets = selectable_presets(settings)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
@@ -74,13 +87,19 @@ def create_app(settings: Settings | None = None) -> Starlette:
     async def chat_completions(request: Request) -> Response:
         if settings.api_keys and not _authorised(request, settings.api_keys):
             return error(401, "invalid or missing API key", code="invalid_api_key")
+        try:
+            return await _complete(request)
+        except RecursionError:  # anything nested deeper than Python follows: a bad body, not a crash
+            return error(400, "the body is nested too deeply", code="nesting_too_deep")
+
+    async def _complete(request: Request) -> Response:
         body = await _read_body(request, settings.max_body_bytes)
         if isinstance(body, Response):
             return body
-        control = body.pop("occ", None)
-        if control is not None and not isinstance(control, dict):
-            return error(400, "'occ' must be an object", param="occ")
-        headers, forwarded = await _compress(request, body, control or {}, preset, settings)
+        control = _read_control(body.pop("occ", None), presets)
+        if isinstance(control, Response):
+            return control
+        headers, forwarded = await _compress(request, body, control, preset, settings)
         route = settings.route(body["model"])
         if route is None and settings.routes and body["model"] != "local":
             return error(
@@ -155,6 +174,8 @@ async def _read_body(request: Request, limit: int) -> dict[str, Any] | Response:
         body = json.loads(b"".join(chunks))
     except (ValueError, UnicodeDecodeError):
         return error(400, "the body is not valid JSON")
+    except RecursionError:
+        return error(400, "the body is nested too deeply", code="nesting_too_deep")
     if not isinstance(body, dict):
         return error(400, "the body must be a JSON object")
     if not isinstance(body.get("model"), str) or not body["model"]:
@@ -168,6 +189,32 @@ async def _read_body(request: Request, limit: int) -> dict[str, Any] | Response:
     return body
 
 
+def _read_control(control: object, presets: dict[str, Preset]) -> dict[str, Any] | Response:
+    """The ``occ`` body field, checked: ``compress`` a boolean, ``preset`` the name of a selectable preset,
+    ``rate`` a number in (0, 1]. Nothing the client sent is echoed back (it may be anything)."""
+    if control is None:
+        return {}
+    if not isinstance(control, dict):
+        return error(400, "'occ' must be an object", param="occ")
+    unknown = set(control) - CONTROL_FIELDS
+    if unknown:
+        return error(400, f"'occ' accepts only {', '.join(sorted(CONTROL_FIELDS))}", param="occ")
+    if "compress" in control and not isinstance(control["compress"], bool):
+        return error(400, "'occ.compress' must be a boolean", param="occ.compress")
+    if "preset" in control and (not isinstance(control["preset"], str) or control["preset"] not in presets):
+        names = ", ".join(sorted(presets)) or "none"
+        return error(
+            400,
+            f"'occ.preset' must name a preset this server offers: {names}",
+            param="occ.preset",
+            code="unknown_preset",
+        )
+    rate = control.get("rate", 1.0)
+    if isinstance(rate, bool) or not isinstance(rate, int | float) or not (0 < rate <= 1):
+        return error(400, "'occ.rate' must be a number in (0, 1]", param="occ.rate")
+    return {**control, "preset": presets[control["preset"]]} if "preset" in control else control
+
+
 async def _compress(
     request: Request, body: dict[str, Any], control: dict[str, Any], preset: Preset, settings: Settings
 ) -> tuple[dict[str, str], dict[str, Any]]:
@@ -176,7 +223,7 @@ async def _compress(
     if switch == "off" or control.get("compress") is False:
         return {"x-occ-compression": "off"}, body
     try:
-        chosen = load_preset(control["preset"]) if control.get("preset") else preset
+        chosen: Preset = control.get("preset", preset)
         rate = control.get("rate", chosen.rate)
         target = None if "rate" in control else chosen.target_tokens
         original_tokens = count_tokens(body["messages"], body["model"])
@@ -189,15 +236,22 @@ async def _compress(
             )
         )
     except Exception as exc:  # never lose a request to compression: forward it as it came
-        return {"x-occ-compression": f"failed: {type(exc).__name__}: {exc}"[:200]}, body
+        # the client gets a stable word; the reason stays in the server's log (one line, no traceback)
+        log.warning("compression failed, forwarding the original prompt: %s: %s", type(exc).__name__, exc)
+        return {"x-occ-compression": "failed"}, body
     headers = {
         "x-occ-compression": "on",
-        "x-occ-strategy": chosen.name,
+        "x-occ-strategy": _ascii(chosen.name),
         "x-occ-original-tokens": str(result.original_tokens),
         "x-occ-compressed-tokens": str(result.compressed_tokens),
         "x-occ-compression-ms": f"{(time.perf_counter() - started) * 1000:.2f}",
     }
     return headers, {**body, "messages": result.messages}
+
+
+def _ascii(value: str) -> str:
+    """A header value: HTTP headers carry Latin-1 at most, so anything else is escaped."""
+    return value.encode("ascii", "backslashreplace").decode("ascii")
 
 
 async def _forward(
@@ -276,15 +330,8 @@ async def _relay_stream(upstream: aiohttp.ClientResponse) -> AsyncIterator[bytes
             yield chunk
         finished = True
     except (aiohttp.ClientError, TimeoutError) as exc:
-        payload = {
-            "error": {
-                "message": f"the upstream stream broke off: {type(exc).__name__}",
-                "type": "upstream_error",
-                "param": None,
-                "code": "upstream_stream_error",
-            }
-        }
-        yield f"data: {json.dumps(payload)}\n\ndata: [DONE]\n\n".encode()
+        message = f"the upstream stream broke off: {type(exc).__name__}"
+        yield sse(error_body(message, "upstream_error", code="upstream_stream_error")) + SSE_DONE
     finally:
         if finished:
             upstream.release()  # the connection goes back to the pool

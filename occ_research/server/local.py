@@ -1,11 +1,18 @@
-"""The local model as an upstream: OpenAI-shaped answers from the in-process GGUF model."""
+"""The local model as an upstream: OpenAI-shaped answers from the in-process GGUF model.
+
+Everything a client sends is checked before the model runs, so a bad parameter is a 400 naming it, a prompt
+longer than the model's context is a 400 ``context_length_exceeded`` (as OpenAI answers), and a failure
+after a stream has started ends it with an error event and ``data: [DONE]``.
+"""
 
 from __future__ import annotations
 
-import json
+import contextlib
+import logging
+import math
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from functools import partial
 from typing import Any
 
@@ -13,8 +20,62 @@ import anyio
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from ..llm.local import LocalLLM, LocalModelError
+from .wire import SSE_DONE, error, error_body, sse
+
+log = logging.getLogger("occ_research.server")
+MAX_N = 8
+
+
+def _number(low: float, high: float) -> Callable[[Any], bool]:
+    return lambda v: (
+        isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) and low <= v <= high
+    )
+
+
+def _integer(low: int) -> Callable[[Any], bool]:
+    return lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= low
+
+
+def _stop(value: Any) -> bool:
+    if isinstance(value, str):
+        return True
+    return isinstance(value, list) and len(value) <= 4 and all(isinstance(s, str) for s in value)
+
+
+# OpenAI parameters the local model honours, with what OpenAI accepts for each
+PARAMETERS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "max_tokens": (_integer(1), "an integer >= 1"),
+    "max_completion_tokens": (_integer(1), "an integer >= 1"),
+    "temperature": (_number(0, 2), "a number from 0 to 2"),
+    "top_p": (_number(0, 1), "a number from 0 to 1"),
+    "presence_penalty": (_number(-2, 2), "a number from -2 to 2"),
+    "frequency_penalty": (_number(-2, 2), "a number from -2 to 2"),
+    "seed": (_integer(-(2**63)), "an integer"),
+    "stop": (_stop, "a string or a list of at most 4 strings"),
+    "n": (lambda v: _integer(1)(v) and v <= MAX_N, f"an integer from 1 to {MAX_N}"),
+}
+
 
 PASSED = ("max_tokens", "temperature", "top_p", "stop", "seed", "presence_penalty", "frequency_penalty")
+
+
+def plain_messages(messages: Sequence[Mapping[str, Any]]) -> list[dict[str, str]]:
+    """The messages as the model's chat template reads them: a role and a string. Text parts are joined,
+    a non-text part becomes a placeholder, tool calls are written out, ``developer`` reads as ``system``."""
+    plain = []
+    for message in messages:
+        content = message.get("content")
+        if isinstance(content, list):
+            texts = [p["text"] if p.get("type") == "text" else f"[{p.get('type')}]" for p in content]
+            text = "\n".join(texts)
+        else:
+            text = content or ""
+        for call in message.get("tool_calls") or ():
+            function = call["function"]
+            text += f"{chr(10) if text else ''}[call {function['name']}({function['arguments']})]"
+        role = "system" if message["role"] == "developer" else message["role"]
+        plain.append({"role": role, "content": text})
+    return plain
 
 
 class LocalUpstream:
@@ -31,38 +92,46 @@ class LocalUpstream:
         return self._llm
 
     async def respond(self, body: dict[str, Any], headers: dict[str, str]) -> Response:
-        from .app import error
-
+        for name, (valid, expected) in PARAMETERS.items():
+            if body.get(name) is not None and not valid(body[name]):
+                return error(400, f"'{name}' must be {expected}", param=name, code="invalid_value")
         params = {k: body[k] for k in PASSED if body.get(k) is not None}
         if body.get("max_completion_tokens") is not None:
             params.setdefault("max_tokens", body["max_completion_tokens"])
         n = body.get("n") or 1
-        if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= 8:
-            return error(400, "'n' must be an integer from 1 to 8 for the local model", param="n")
+        if body.get("stream") and n != 1:
+            return error(400, "streaming with n > 1 is not supported by the local model", param="n")
+        messages = plain_messages(body["messages"])
         try:
             llm = await anyio.to_thread.run_sync(self._model)
-            if body.get("stream"):
-                if n != 1:
-                    return error(400, "streaming with n > 1 is not supported by the local model", param="n")
-                include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-                return StreamingResponse(
-                    self._stream(llm, body, params, include_usage),
-                    media_type="text/event-stream",
-                    headers=headers,
-                )
+            prompt_tokens = await anyio.to_thread.run_sync(llm.count_prompt_tokens, messages)
+        except LocalModelError as exc:
+            return error(503, str(exc), kind="server_error", code="local_model_unavailable")
+        if prompt_tokens + params.get("max_tokens", 1) > llm.n_ctx:
+            return error(
+                400,
+                f"this model's context window is {llm.n_ctx} tokens; the prompt has {prompt_tokens}"
+                + (f" and max_tokens asks for {params['max_tokens']} more" if "max_tokens" in params else ""),
+                param="messages",
+                code="context_length_exceeded",
+            )
+        if body.get("stream"):
+            include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+            return StreamingResponse(
+                self._stream(llm, messages, body["model"], params, prompt_tokens, include_usage),
+                media_type="text/event-stream",
+                headers=headers,
+            )
+        try:
             answers = []
             for i in range(n):
                 seeded = {**params, "seed": params.get("seed", 0) + i} if n > 1 else params
-                answers.append(
-                    await anyio.to_thread.run_sync(partial(llm.completion, body["messages"], **seeded))
-                )
-        except LocalModelError as exc:
-            return error(503, str(exc), kind="server_error", code="local_model_unavailable")
-        except ValueError as exc:  # llama.cpp refuses e.g. a prompt longer than its context
-            return error(400, f"the local model refused the request: {exc}", code="local_model_refused")
+                answers.append(await anyio.to_thread.run_sync(partial(llm.completion, messages, **seeded)))
+        except ValueError as exc:  # llama.cpp refuses what the checks above did not foresee
+            log.warning("the local model refused a request: %s", exc)
+            return error(400, "the local model refused the request", code="local_model_refused")
         first = answers[0]
         choices = [{**a["choices"][0], "index": i, "logprobs": None} for i, a in enumerate(answers)]
-        prompt_tokens = first["usage"]["prompt_tokens"]
         completion_tokens = sum(a["usage"]["completion_tokens"] for a in answers)
         data = {
             "id": first["id"],
@@ -71,25 +140,38 @@ class LocalUpstream:
             "model": body["model"],
             "choices": choices,
             "usage": {
-                "prompt_tokens": prompt_tokens,
+                "prompt_tokens": first["usage"]["prompt_tokens"],
                 "completion_tokens": completion_tokens,
-                "total_tokens": prompt_tokens + completion_tokens,
+                "total_tokens": first["usage"]["prompt_tokens"] + completion_tokens,
             },
         }
         return JSONResponse(data, headers=headers)
 
     async def _stream(
-        self, llm: LocalLLM, body: dict[str, Any], params: dict[str, Any], include_usage: bool
+        self,
+        llm: LocalLLM,
+        messages: list[dict[str, str]],
+        model: str,
+        params: dict[str, Any],
+        prompt_tokens: int,
+        include_usage: bool,
     ) -> AsyncIterator[bytes]:
-        send, receive = anyio.create_memory_object_stream[dict[str, Any] | None](16)
+        """Chunks as the model produces them; a failure becomes an error event, and the stream always
+        ends with ``data: [DONE]``."""
+        send, receive = anyio.create_memory_object_stream[dict[str, Any] | Exception | None](16)
         completion_id, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
 
         def produce() -> None:
+            outcome: Exception | None = None  # None: finished
             try:
-                for chunk in llm.completion_chunks(body["messages"], **params):
+                for chunk in llm.completion_chunks(messages, **params):
                     anyio.from_thread.run(send.send, chunk)
-            finally:
-                anyio.from_thread.run(send.send, None)
+            except anyio.BrokenResourceError:
+                return  # the client went away
+            except Exception as exc:
+                outcome = exc
+            with contextlib.suppress(anyio.BrokenResourceError):
+                anyio.from_thread.run(send.send, outcome)
 
         produced = 0
         async with anyio.create_task_group() as group:
@@ -98,23 +180,26 @@ class LocalUpstream:
                 async for chunk in receive:
                     if chunk is None:
                         break
+                    if isinstance(chunk, Exception):
+                        log.warning("the local model failed mid-stream: %s: %s", type(chunk).__name__, chunk)
+                        message = "the local model failed while answering"
+                        yield sse(error_body(message, "server_error", code="local_model_failed")) + SSE_DONE
+                        return
                     produced += 1 if chunk["choices"] and chunk["choices"][0]["delta"].get("content") else 0
-                    out = {**chunk, "id": completion_id, "created": created, "model": body["model"]}
-                    yield f"data: {json.dumps(out)}\n\n".encode()
+                    yield sse({**chunk, "id": completion_id, "created": created, "model": model})
         if include_usage:
-            prompt = await anyio.to_thread.run_sync(lambda: llm.count_prompt_tokens(body["messages"]))
             usage = {
-                "prompt_tokens": prompt,
+                "prompt_tokens": prompt_tokens,
                 "completion_tokens": produced,
-                "total_tokens": prompt + produced,
+                "total_tokens": prompt_tokens + produced,
             }
             final = {
                 "id": completion_id,
                 "object": "chat.completion.chunk",
                 "created": created,
-                "model": body["model"],
+                "model": model,
                 "choices": [],
                 "usage": usage,
             }
-            yield f"data: {json.dumps(final)}\n\n".encode()
-        yield b"data: [DONE]\n\n"
+            yield sse(final)
+        yield SSE_DONE

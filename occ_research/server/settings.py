@@ -2,6 +2,8 @@
 
     # server.toml
     preset = "winner"            # a preset name or .toml path; default: winner.toml if present, else bm25-q25
+    presets = ["bm25-q25", "dedup"]  # the presets a client may pick by name ("occ": {"preset": ...});
+                                 # default: every preset on the search path that loads
     min_prompt_tokens = 400      # shorter prompts are forwarded as they are
     max_body_bytes = 4194304
     timeout = 120
@@ -37,6 +39,7 @@ class Route:
 class Settings:
     api_keys: tuple[str, ...] = ()
     preset: str = ""
+    presets: tuple[str, ...] = ()  # allow-list of presets clients may name; () = all that load
     routes: tuple[Route, ...] = ()
     min_prompt_tokens: int = 400
     max_body_bytes: int = 4 * 1024 * 1024
@@ -71,6 +74,7 @@ class Settings:
         settings = cls(
             api_keys=tuple(keys),
             preset=str(os.environ.get("OCC_PRESET", config.get("preset", ""))),
+            presets=tuple(str(name) for name in config.get("presets", ())),  # type: ignore[attr-defined]
             routes=tuple(routes),
             min_prompt_tokens=int(config.get("min_prompt_tokens", 400)),  # type: ignore[call-overload]
             max_body_bytes=int(config.get("max_body_bytes", 4 * 1024 * 1024)),  # type: ignore[call-overload]
