@@ -164,11 +164,13 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
     import uvicorn
 
-    from .server.settings import Settings
+    from .server import Settings, create_app, uvicorn_options
 
     if args.config:
         os.environ["OCC_SERVER_CONFIG"] = str(Path(args.config).resolve())
+    # every settings, keys-file or preset problem is found here, before uvicorn starts: one line, exit 2
     settings = Settings.load(os.environ.get("OCC_SERVER_CONFIG"))
+    create_app(settings)
     if not settings.api_keys and args.host not in LOOPBACK:
         raise InvalidInputError(
             f"no API keys configured (OCC_API_KEYS): refusing to listen on {args.host}, only on loopback"
@@ -181,6 +183,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         workers=args.workers,
         log_level="warning",
         access_log=False,
+        **uvicorn_options(settings),
     )
     return 0
 

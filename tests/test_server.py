@@ -29,11 +29,26 @@ from starlette.routing import Route as HttpRoute
 
 from occ_research.exceptions import OCCError
 from occ_research.llm.local import LocalLLM
-from occ_research.server import Route, Settings, create_app
+from occ_research.server import Route, Settings, create_app, uvicorn_options
 from occ_research.strategies.rankers import Bm25Strategy
 
 KEY = "sk-test-key"
+JSON_AUTH = {"authorization": f"Bearer {KEY}", "content-type": "application/json"}
 STREAM_EVENTS: list[str] = []
+UPSTREAM_EVENTS: list[str] = []  # what the fault-injecting upstream saw: "disconnected", "429", ...
+
+
+def chunk_event(model: str, text: str) -> str:
+    chunk = {
+        "id": "c",
+        "object": "chat.completion.chunk",
+        "created": 1,
+        "model": model,
+        "choices": [{"index": 0, "delta": {"content": text}, "finish_reason": None}],
+    }
+    return f"data: {json.dumps(chunk)}\n\n"
+
+
 LONG = "Paris is the capital and largest city of France. " * 120 + "Bananas are yellow fruit. " * 60
 
 
@@ -49,9 +64,15 @@ def serve() -> Iterator[Any]:
 
     def start(app: Any) -> str:
         port = free_port()
-        server = uvicorn.Server(
-            uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+        config = uvicorn.Config(
+            app,
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+            lifespan="on",
+            **uvicorn_options(Settings()),
         )
+        server = uvicorn.Server(config)
         thread = threading.Thread(target=server.run, daemon=True)
         thread.start()
         deadline = time.time() + 30
@@ -103,6 +124,38 @@ async def fake_upstream(request: Request) -> Response:
     model = body["model"]
     if model == "fault-slow":
         await asyncio.sleep(3)
+    if model == "fault-hang":  # answers only after the proxy hangs up, and says so
+        while not await request.is_disconnected():
+            await asyncio.sleep(0.02)
+        UPSTREAM_EVENTS.append("disconnected")
+        return Response(status_code=204)
+    if model.startswith("fault-429"):
+        UPSTREAM_EVENTS.append("429")
+        limits = {
+            "retry-after": "1",
+            "x-ratelimit-remaining-requests": "0",
+            "x-ratelimit-reset-requests": "1s",
+        }
+        if model == "fault-429-html":
+            return Response(b"<html>Too many</html>", status_code=429, media_type="text/html", headers=limits)
+        error = {"message": "slow down", "type": "rate_limit_error", "param": None, "code": "rate_limit"}
+        return JSONResponse({"error": error}, status_code=429, headers=limits)
+    if model in ("fault-401", "fault-403", "fault-400-key"):  # providers echo the key they were sent
+        sent = request.headers.get("authorization", "")
+        message = f"Incorrect API key provided: {sent[7:]}; or use Bearer {sent[7:]}"
+        status = int(model[6:9])
+        return JSONResponse({"error": {"message": message, "type": "invalid_request_error"}}, status)
+    if model in ("fault-cut", "fault-nodone"):
+
+        async def broken() -> Any:
+            yield chunk_event(model, "Hel")
+            await asyncio.sleep(0.05)
+            if model == "fault-cut":
+                yield chunk_event(model, "lo")[:30]  # half an event, then the connection drops
+                await asyncio.sleep(0.05)
+                raise RuntimeError("connection dropped mid-event")
+
+        return StreamingResponse(broken(), media_type="text/event-stream")
     if model == "fault-500":
         return JSONResponse(
             {"error": {"message": "upstream exploded", "type": "server_error"}}, status_code=500
@@ -417,7 +470,7 @@ def test_upstream_faults_map_to_openai_errors(proxy: str, model: str, status: in
 
 
 def test_errors_of_the_proxy_itself(proxy: str) -> None:
-    headers = {"authorization": f"Bearer {KEY}"}
+    headers = {"authorization": f"Bearer {KEY}", "content-type": "application/json"}
     with pytest.raises(openai.AuthenticationError):
         sdk(proxy, key="wrong").chat.completions.create(
             model="gpt-4o", messages=[{"role": "user", "content": "Hi"}]
@@ -543,7 +596,7 @@ def test_bad_control_fields_are_400s(proxy: str, control: Any, param: str) -> No
 
 
 def test_deep_nesting_is_a_400(proxy: str, server_log: list[logging.LogRecord]) -> None:
-    headers = {"authorization": f"Bearer {KEY}"}
+    headers = {"authorization": f"Bearer {KEY}", "content-type": "application/json"}
     deep = b'{"model":"gpt-4o","messages":' + b"[" * 90_000 + b"]" * 90_000 + b"}"
     response = httpx.post(f"{proxy}/v1/chat/completions", headers=headers, content=deep)
     assert response.status_code == 400 and response.json()["error"]["code"] == "nesting_too_deep"
@@ -705,7 +758,7 @@ def _is_valid(kind: str, value: Any) -> bool:
 
 @pytest.fixture(scope="module")
 def fuzz_client(proxy: str) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=proxy, headers={"authorization": f"Bearer {KEY}"}, timeout=30) as client:
+    with httpx.Client(base_url=proxy, headers=JSON_AUTH, timeout=30) as client:
         yield client
 
 
@@ -739,16 +792,18 @@ wrong_values = {
     "temperature": texts | st.lists(st.integers()) | st.floats(2.01, 1e9) | st.floats(-1e9, -0.01),
     "top_p": texts | st.booleans() | st.floats(1.01, 1e9) | st.dictionaries(texts, st.integers()),
     "stop": st.integers() | st.lists(st.integers(), min_size=1) | st.lists(texts, min_size=5, max_size=8),
-    "seed": texts | st.floats(allow_nan=False).filter(lambda f: not f.is_integer()) | st.booleans(),
+    "seed": texts
+    | st.floats(allow_nan=False, allow_infinity=False).filter(lambda f: not f.is_integer())
+    | st.booleans(),
     "n": st.integers(max_value=0) | st.integers(min_value=9) | texts | st.just(True),
     "presence_penalty": texts | st.floats(2.01, 100),
-    "frequency_penalty": st.lists(st.floats(allow_nan=False)) | st.floats(-100, -2.01),
+    "frequency_penalty": st.lists(st.floats(allow_nan=False, allow_infinity=False)) | st.floats(-100, -2.01),
 }
 
 
 @pytest.fixture(scope="module")
 def local_fuzz_client(local_proxy: str) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=local_proxy, headers={"authorization": f"Bearer {KEY}"}, timeout=30) as client:
+    with httpx.Client(base_url=local_proxy, headers=JSON_AUTH, timeout=30) as client:
         yield client
 
 

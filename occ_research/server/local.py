@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
+import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from functools import partial
 from typing import Any
 
@@ -20,43 +20,9 @@ import anyio
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from ..llm.local import LocalLLM, LocalModelError
-from .wire import SSE_DONE, error, error_body, sse
+from .wire import LOCAL_PARAMETERS, SSE_DONE, error, sse, sse_error
 
 log = logging.getLogger("occ_research.server")
-MAX_N = 8
-
-
-def _number(low: float, high: float) -> Callable[[Any], bool]:
-    return lambda v: (
-        isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) and low <= v <= high
-    )
-
-
-def _integer(low: int) -> Callable[[Any], bool]:
-    return lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= low
-
-
-def _stop(value: Any) -> bool:
-    if isinstance(value, str):
-        return True
-    return isinstance(value, list) and len(value) <= 4 and all(isinstance(s, str) for s in value)
-
-
-# OpenAI parameters the local model honours, with what OpenAI accepts for each
-PARAMETERS: dict[str, tuple[Callable[[Any], bool], str]] = {
-    "max_tokens": (_integer(1), "an integer >= 1"),
-    "max_completion_tokens": (_integer(1), "an integer >= 1"),
-    "temperature": (_number(0, 2), "a number from 0 to 2"),
-    "top_p": (_number(0, 1), "a number from 0 to 1"),
-    "presence_penalty": (_number(-2, 2), "a number from -2 to 2"),
-    "frequency_penalty": (_number(-2, 2), "a number from -2 to 2"),
-    "seed": (_integer(-(2**63)), "an integer"),
-    "stop": (_stop, "a string or a list of at most 4 strings"),
-    "n": (lambda v: _integer(1)(v) and v <= MAX_N, f"an integer from 1 to {MAX_N}"),
-}
-
-
-PASSED = ("max_tokens", "temperature", "top_p", "stop", "seed", "presence_penalty", "frequency_penalty")
 
 
 def plain_messages(messages: Sequence[Mapping[str, Any]]) -> list[dict[str, str]]:
@@ -85,19 +51,23 @@ class LocalUpstream:
     def __init__(self, model_path: str = "") -> None:
         self.model_path = model_path
         self._llm: LocalLLM | None = None
+        self._loading = threading.Lock()  # concurrent first requests load the model once
 
     def _model(self) -> LocalLLM:
-        if self._llm is None:
-            self._llm = LocalLLM(self.model_path or None)
-        return self._llm
+        with self._loading:
+            if self._llm is None:
+                self._llm = LocalLLM(self.model_path or None)
+            return self._llm
 
     async def respond(self, body: dict[str, Any], headers: dict[str, str]) -> Response:
-        for name, (valid, expected) in PARAMETERS.items():
-            if body.get(name) is not None and not valid(body[name]):
+        params: dict[str, Any] = {}
+        for name, (valid, expected, argument) in LOCAL_PARAMETERS.items():
+            if body.get(name) is None:
+                continue
+            if not valid(body[name]):
                 return error(400, f"'{name}' must be {expected}", param=name, code="invalid_value")
-        params = {k: body[k] for k in PASSED if body.get(k) is not None}
-        if body.get("max_completion_tokens") is not None:
-            params.setdefault("max_tokens", body["max_completion_tokens"])
+            if argument is not None:
+                params.setdefault(argument, body[name])
         n = body.get("n") or 1
         if body.get("stream") and n != 1:
             return error(400, "streaming with n > 1 is not supported by the local model", param="n")
@@ -183,7 +153,7 @@ class LocalUpstream:
                     if isinstance(chunk, Exception):
                         log.warning("the local model failed mid-stream: %s: %s", type(chunk).__name__, chunk)
                         message = "the local model failed while answering"
-                        yield sse(error_body(message, "server_error", code="local_model_failed")) + SSE_DONE
+                        yield sse_error(message, "server_error", "local_model_failed")
                         return
                     produced += 1 if chunk["choices"] and chunk["choices"][0]["delta"].get("content") else 0
                     yield sse({**chunk, "id": completion_id, "created": created, "model": model})

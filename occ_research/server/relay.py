@@ -1,0 +1,182 @@
+"""The relay: send a request to an upstream, hand its answer (or its stream) to the client, and say what
+an upstream fault means to the client.
+
+- 429 stays 429, whatever its body; ``Retry-After``, ``retry-after-ms`` and ``x-ratelimit-*`` are relayed
+  on every answer, so the client's retry logic sees them.
+- 401/403 mean the upstream refused this server's own credentials: a 502 ``upstream_auth_failed``; the
+  upstream's words are not relayed (they may quote the key).
+- Other 4xx in OpenAI's shape are passed through, 5xx become 502; relayed messages are redacted.
+- A stream is relayed event by event: a partial event is held back until its blank line arrives, so an
+  error event after a broken stream always starts a new event; a stream that ends without
+  ``data: [DONE]`` gets an error event too.
+- A client that disconnects cancels the upstream request (``unless_disconnected``; the streaming response
+  does it for streams).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import aiohttp
+import anyio
+from multidict import CIMultiDictProxy
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+
+from .wire import (
+    RELAYED_HEADERS,
+    RELAYED_PREFIX,
+    ends_with_done,
+    error,
+    error_body,
+    event_end,
+    redact,
+    sse_error,
+    upstream_error,
+)
+
+MAX_EVENT_BYTES = 8 * 1024 * 1024  # a single event larger than this ends the stream
+CLIENT_CLOSED = 499  # the client went away before the answer (nginx's word for it)
+
+
+def relayed_headers(upstream: CIMultiDictProxy[str]) -> dict[str, str]:
+    """The upstream headers a client must see: retry hints and rate-limit state."""
+    return {
+        name.lower(): value
+        for name, value in upstream.items()
+        if name.lower() in RELAYED_HEADERS or name.lower().startswith(RELAYED_PREFIX)
+    }
+
+
+async def unless_disconnected(request: Request, work: Callable[[], Awaitable[Response]]) -> Response:
+    """``work()``, cancelled if the client disconnects first (its body must have been read already): the
+    upstream request is dropped, an abandoned compression gives its place back."""
+    answer: Response | None = None
+    async with anyio.create_task_group() as group:
+
+        async def watch() -> None:
+            while (await request.receive())["type"] != "http.disconnect":
+                pass
+            group.cancel_scope.cancel()
+
+        group.start_soon(watch)
+        answer = await work()
+        group.cancel_scope.cancel()
+    return answer if answer is not None else Response(status_code=CLIENT_CLOSED)
+
+
+async def forward(
+    client: aiohttp.ClientSession,
+    url: str,
+    body: dict[str, Any],
+    upstream_headers: dict[str, str],
+    headers: dict[str, str],
+    secrets: tuple[str, ...],
+    timing: dict[str, float],
+) -> Response:
+    """POST ``body`` to ``url``; the client's answer. ``timing["upstream_s"]`` gets the time to the
+    upstream's response headers."""
+    started = time.perf_counter()
+    try:
+        upstream = await client.post(url, data=json.dumps(body).encode(), headers=upstream_headers)
+    except TimeoutError:
+        return upstream_error(504, "the upstream did not answer in time", "upstream_timeout")
+    except aiohttp.ClientError as exc:
+        return upstream_error(
+            502, f"the upstream is unreachable: {type(exc).__name__}", "upstream_unreachable"
+        )
+    finally:
+        timing["upstream_s"] = time.perf_counter() - started
+    headers = {**headers, **relayed_headers(upstream.headers)}
+    if upstream.status >= 400 or not body.get("stream"):
+        try:
+            raw = await upstream.read()
+        except TimeoutError:
+            return upstream_error(504, "the upstream did not answer in time", "upstream_timeout", headers)
+        except aiohttp.ClientError:
+            return upstream_error(502, "the upstream broke off its answer", "upstream_malformed", headers)
+        finally:
+            upstream.release()
+        return relay_answer(upstream.status, raw, headers, secrets)
+    return StreamingResponse(relay_stream(upstream), media_type="text/event-stream", headers=headers)
+
+
+def relay_answer(status: int, raw: bytes, headers: dict[str, str], secrets: tuple[str, ...]) -> Response:
+    """A whole (non-streamed) upstream answer, as the client gets it."""
+    if status in (401, 403):
+        return upstream_error(
+            502,
+            f"the upstream refused this server's credentials (HTTP {status}); the server's operator must "
+            "fix its upstream key",
+            "upstream_auth_failed",
+            headers,
+        )
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        data = None
+    if status >= 400:
+        found = data.get("error") if isinstance(data, dict) else None
+        upstream = found if isinstance(found, dict) else {}
+        message = redact(str(upstream.get("message") or ""), secrets)
+        if status >= 500:  # the upstream failed: a bad gateway for the caller
+            text = f"upstream error {status}: {message}"[:500]
+            return upstream_error(502, text, "upstream_error", headers)
+        if status == 429 and not upstream:  # rate limited, whatever the body says
+            return error(
+                429,
+                "the upstream is rate limiting requests",
+                kind="rate_limit_error",
+                code="rate_limit_exceeded",
+                headers=headers,
+            )
+        if upstream:  # 4xx in OpenAI's shape, 429 included: passed through, redacted
+            param, code = upstream.get("param"), upstream.get("code")
+            rebuilt = error_body(
+                message or f"upstream error {status}",
+                redact(str(upstream.get("type") or "invalid_request_error"), secrets),
+                redact(param, secrets) if isinstance(param, str) else None,
+                redact(str(code), secrets) if isinstance(code, str | int) else None,
+            )
+            return JSONResponse(rebuilt, status_code=status, headers=headers)
+        return upstream_error(status, f"upstream error {status}", "upstream_error", headers)
+    if not isinstance(data, dict) or not isinstance(data.get("choices"), list):
+        code = "upstream_malformed"
+        return upstream_error(502, "the upstream answer is not a chat completion", code, headers)
+    return Response(raw, media_type="application/json", headers=headers)  # relayed as it came
+
+
+async def relay_stream(upstream: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
+    """Server-sent events passed through as they complete. A failure, a stream that ends without
+    ``data: [DONE]``, or an oversized event ends the stream with an error event (always a new event: a
+    partial one is never sent). A client that disconnects cancels this generator, which closes the
+    upstream connection and so ends the upstream request."""
+    pending, done, finished = b"", False, False
+    try:
+        async for chunk in upstream.content.iter_any():
+            pending = pending + chunk if pending else chunk
+            end = event_end(pending)
+            if end:
+                events, pending = pending[:end], pending[end:]
+                done = ends_with_done(events)
+                yield events
+            if len(pending) > MAX_EVENT_BYTES:
+                yield sse_error(
+                    "the upstream sent an oversized event", "upstream_error", "upstream_malformed"
+                )
+                return
+        finished = True
+        if not done:
+            message = "the upstream stream ended before data: [DONE]"
+            yield sse_error(message, "upstream_error", "upstream_stream_incomplete")
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        message = f"the upstream stream broke off: {type(exc).__name__}"
+        yield sse_error(message, "upstream_error", "upstream_stream_error")
+    finally:
+        if finished:
+            upstream.release()  # the connection goes back to the pool
+        else:
+            upstream.close()  # cancelled or broken: drop the connection, which ends the upstream request

@@ -1,0 +1,207 @@
+"""The routes: ``POST /v1/chat/completions``, ``GET /v1/models``, ``GET /metrics``, ``GET /healthz``.
+
+A chat request is checked in the order that costs least first: the caller (``auth.guard``), the content
+type, the body (size, time to arrive, JSON, shape), the ``occ`` field, the model's route; only then is the
+prompt compressed (off the event loop, within the budget) and forwarded. Everything in the request but
+``messages`` (and ``occ``, which is stripped) reaches the upstream untouched.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from ..exceptions import OCCError
+from ..messages import validate_messages
+from ..presets import Preset
+from .auth import guard
+from .compression import compress
+from .observe import RequestRecord
+from .relay import forward, unless_disconnected
+from .state import ServerState
+from .wire import CONTROL_FIELDS, error, parse_json
+
+JSON_TYPES = ("application/json",)
+
+
+async def chat_completions(request: Request) -> Response:
+    server: ServerState = request.state.server
+    refused = guard(request, server.settings.api_keys)
+    if refused is not None:
+        return refused
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media_type not in JSON_TYPES:
+        return error(
+            415,
+            "the body must be JSON, sent as Content-Type: application/json",
+            code="unsupported_media_type",
+        )
+    try:
+        return await _complete(request, server)
+    except RecursionError:  # anything nested deeper than Python follows: a bad body, not a crash
+        return error(400, "the body is nested too deeply", code="nesting_too_deep")
+
+
+async def _complete(request: Request, server: ServerState) -> Response:
+    settings, record = server.settings, _record(request)
+    body = await read_body(request, settings.max_body_bytes, settings.body_timeout)
+    if isinstance(body, Response):
+        return body
+    control = read_control(body.pop("occ", None), server.presets.selectable)
+    if isinstance(control, Response):
+        return control
+    model: str = body["model"]
+    route = settings.route(model)
+    record.stream = bool(body.get("stream"))
+    if route is None and settings.routes and model != "local":  # before any compression
+        record.model = "unknown"
+        return error(404, f"no upstream serves model {model!r}", param="model", code="model_not_found")
+    record.model = route.label if route is not None else "local"
+
+    async def answer() -> Response:
+        headers, forwarded = await _compress(request, server, body, control)
+        if route is None:
+            return await server.local.respond(forwarded, headers)
+        upstream_headers = {"content-type": "application/json"}
+        key = settings.keys.get(route.key_env, "")
+        if key:
+            upstream_headers["authorization"] = f"Bearer {key}"
+        timing: dict[str, float] = {}
+        try:
+            return await forward(
+                server.client,
+                f"{route.base_url.rstrip('/')}/chat/completions",
+                forwarded,
+                upstream_headers,
+                headers,
+                tuple(settings.keys.values()),
+                timing,
+            )
+        finally:
+            if "upstream_s" in timing:
+                record.upstream_ms = round(timing["upstream_s"] * 1000, 3)
+
+    return await unless_disconnected(request, answer)
+
+
+def _record(request: Request) -> RequestRecord:
+    record = getattr(request.state, "record", None)
+    return record if isinstance(record, RequestRecord) else RequestRecord("", request.method, "")
+
+
+async def _compress(
+    request: Request, server: ServerState, body: dict[str, Any], control: dict[str, Any]
+) -> tuple[dict[str, str], dict[str, Any]]:
+    """Response headers and the body to forward (compressed messages, or the original ones)."""
+    record = _record(request)
+    if request.headers.get("x-occ-compress", "on").lower() == "off" or control.get("compress") is False:
+        record.compression = "off"
+        return {"x-occ-compression": "off"}, body
+    preset: Preset = control.get("preset", server.presets.default)
+    outcome = await compress(server.pool, preset, control, body, server.settings.min_prompt_tokens)
+    record.compression = outcome.outcome
+    record.original_tokens, record.compressed_tokens = outcome.original_tokens, outcome.compressed_tokens
+    if outcome.seconds is not None:
+        record.compression_ms = round(outcome.seconds * 1000, 3)
+    forwarded = {**body, "messages": outcome.messages} if outcome.messages is not None else body
+    return outcome.headers, forwarded
+
+
+async def read_body(request: Request, limit: int, timeout: float) -> dict[str, Any] | Response:
+    """The request body as a checked JSON object, or the error response: 413 over ``limit`` bytes, 408
+    if it takes longer than ``timeout`` seconds to arrive (a slow client holds a connection), 400 for bad
+    JSON (``NaN`` and ``Infinity`` included) or a body that is not a chat request."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        return error(413, f"request body over {limit} bytes", code="request_too_large")
+    chunks, size = [], 0
+    with anyio.move_on_after(timeout) as scope:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                return error(413, f"request body over {limit} bytes", code="request_too_large")
+            chunks.append(chunk)
+    if scope.cancelled_caught:
+        return error(408, f"the body did not arrive within {timeout:g} s", code="request_timeout")
+    try:
+        body = parse_json(b"".join(chunks))
+    except (ValueError, UnicodeDecodeError):
+        return error(400, "the body is not valid JSON (NaN and Infinity are not JSON either)")
+    except RecursionError:
+        return error(400, "the body is nested too deeply", code="nesting_too_deep")
+    if not isinstance(body, dict):
+        return error(400, "the body must be a JSON object")
+    if not isinstance(body.get("model"), str) or not body["model"]:
+        return error(400, "'model' is required and must be a string", param="model")
+    try:
+        validate_messages(body.get("messages"))
+    except OCCError as exc:
+        return error(400, str(exc), param="messages")
+    if "stream" in body and not isinstance(body["stream"], bool):
+        return error(400, "'stream' must be a boolean", param="stream")
+    return body
+
+
+def read_control(control: object, presets: Any) -> dict[str, Any] | Response:
+    """The ``occ`` body field, checked: ``compress`` a boolean, ``preset`` the name of a selectable preset,
+    ``rate`` a number in (0, 1]. Nothing the client sent is echoed back (it may be anything)."""
+    if control is None:
+        return {}
+    if not isinstance(control, dict):
+        return error(400, "'occ' must be an object", param="occ")
+    unknown = set(control) - CONTROL_FIELDS
+    if unknown:
+        return error(400, f"'occ' accepts only {', '.join(sorted(CONTROL_FIELDS))}", param="occ")
+    if "compress" in control and not isinstance(control["compress"], bool):
+        return error(400, "'occ.compress' must be a boolean", param="occ.compress")
+    if "preset" in control and (not isinstance(control["preset"], str) or control["preset"] not in presets):
+        names = ", ".join(sorted(presets)) or "none"
+        return error(
+            400,
+            f"'occ.preset' must name a preset this server offers: {names}",
+            param="occ.preset",
+            code="unknown_preset",
+        )
+    rate = control.get("rate", 1.0)
+    if isinstance(rate, bool) or not isinstance(rate, int | float) or not (0 < rate <= 1):
+        return error(400, "'occ.rate' must be a number in (0, 1]", param="occ.rate")
+    return {**control, "preset": presets[control["preset"]]} if "preset" in control else control
+
+
+async def models(request: Request) -> Response:
+    server: ServerState = request.state.server
+    refused = guard(request, server.settings.api_keys)
+    if refused is not None:
+        return refused
+    names = ["local", *(r.label for r in server.settings.routes)]
+    data = [{"id": n, "object": "model", "owned_by": "occ-research"} for n in names]
+    return JSONResponse({"object": "list", "data": data})
+
+
+async def metrics(request: Request) -> Response:
+    server: ServerState = request.state.server
+    refused = guard(request, server.settings.api_keys)
+    if refused is not None:
+        return refused
+    return Response(generate_latest(server.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+async def healthz(request: Request) -> Response:
+    preset = request.state.server.presets.default
+    return JSONResponse({"status": "ok", "preset": preset.name, "strategy": preset.strategy.name})
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    status = exc.status_code if isinstance(exc, HTTPException) else 500
+    message = {404: "unknown route", 405: "method not allowed"}.get(status, "request failed")
+    headers = exc.headers if isinstance(exc, HTTPException) else None  # 405 carries Allow
+    return error(status, f"{message}: {request.method} {request.url.path}", code=str(status), headers=headers)
+
+
+async def server_error(request: Request, exc: Exception) -> Response:
+    return error(500, "internal error", kind="server_error")

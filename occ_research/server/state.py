@@ -1,0 +1,22 @@
+"""What the app holds while it runs (built by the lifespan in ``app.py``, read by the routes)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import aiohttp
+
+from .compression import CompressionPool, Presets
+from .local import LocalUpstream
+from .observe import Metrics
+from .settings import Settings
+
+
+@dataclass(frozen=True)
+class ServerState:
+    settings: Settings
+    presets: Presets
+    client: aiohttp.ClientSession  # one session for every upstream: pooled connections
+    local: LocalUpstream
+    pool: CompressionPool
+    metrics: Metrics
