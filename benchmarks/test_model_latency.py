@@ -6,24 +6,33 @@ each round's setup, so every round pays for the model.
 
 from __future__ import annotations
 
-import os
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from occ_research.embeddings import default_embedder
-from occ_research.llm import local
+from occ_research.llm.local import RECENT_LOGPROBS
 from occ_research.presets import load_preset
 from occ_research.strategies import Strategy, make_strategy
+from occ_research.strategies.summarize import cached_llm
 
 from .test_latency import RATE, prompt
 
-os.environ["OCC_LLM_CACHE"] = "0"
+
+@pytest.fixture(scope="module", autouse=True)
+def no_llm_call_cache() -> Iterator[None]:
+    """The LLM clients of this module are made without the on-disk call cache (and dropped afterwards)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("OCC_LLM_CACHE", "0")
+        cached_llm.cache_clear()
+        yield
+    cached_llm.cache_clear()
 
 
 def clear_caches() -> None:
-    local._recent_logprobs.clear()
-    default_embedder()._cache.clear()
+    RECENT_LOGPROBS.clear()
+    default_embedder().clear_cache()
 
 
 STRATEGIES: dict[str, Any] = {

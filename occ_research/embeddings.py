@@ -12,12 +12,12 @@ import importlib.metadata
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
-from functools import cache
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ._model_cache import ModelCache
 from .exceptions import OCCError
 
 MODEL_FILE = (
@@ -89,6 +89,11 @@ class MiniLMEmbedder:
                 np.stack([self._cache[t] for t in texts]) if texts else np.zeros((0, 384), dtype=np.float32)
             )
 
+    def clear_cache(self) -> None:
+        """Forget the remembered vectors (the model stays loaded)."""
+        with self._lock:
+            self._cache.clear()
+
     def _run(self, batch: list[str]) -> Any:
         encodings = self._tokenizer.encode_batch(batch)
         ids = np.array([e.ids for e in encodings], dtype=np.int64)
@@ -100,7 +105,10 @@ class MiniLMEmbedder:
         return pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
 
 
-@cache
+#: the loaded embedders; ``EMBEDDERS.clear()`` unloads them
+EMBEDDERS: ModelCache[str, MiniLMEmbedder] = ModelCache()
+
+
 def default_embedder() -> MiniLMEmbedder:
-    """One embedder per process."""
-    return MiniLMEmbedder()
+    """One all-MiniLM-L6-v2 embedder per process (until ``EMBEDDERS.clear()``)."""
+    return EMBEDDERS.get_or_build("all-MiniLM-L6-v2", MiniLMEmbedder)

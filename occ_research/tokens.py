@@ -12,10 +12,10 @@ import base64
 import gzip
 import hashlib
 import importlib.resources
+import types
 from collections.abc import Iterable, Mapping, Sequence
 from functools import cache
 from typing import Any
-from unittest import mock
 
 import tiktoken
 
@@ -79,21 +79,39 @@ def _read_ranks(name: str) -> dict[bytes, int]:
     return ranks
 
 
+def _tiktoken_definition(name: str, ranks: dict[bytes, int]) -> dict[str, Any]:
+    """tiktoken's own definition of the encoding (name, split pattern, special tokens) with ``ranks``.
+
+    The definitions in ``tiktoken_ext.openai_public`` are functions that download their rank file. One runs
+    here as a copy whose ``load_tiktoken_bpe`` hands back the verified local ranks, after checking that
+    tiktoken expects that very file (same sha256). The module itself is not touched, so other users of
+    tiktoken in the process see it as it was, and concurrent calls are safe.
+    """
+    from tiktoken_ext import openai_public
+
+    def load_tiktoken_bpe(blobpath: str, expected_hash: str | None = None) -> dict[bytes, int]:
+        if expected_hash != ENCODING_SHA256[name]:
+            raise TokenizerError(
+                f"tiktoken expects {name} with sha256 {expected_hash}, not the file shipped here"
+            )
+        return ranks
+
+    constructor = openai_public.ENCODING_CONSTRUCTORS[name]
+    scope = {**vars(openai_public), "load_tiktoken_bpe": load_tiktoken_bpe}
+    definition: dict[str, Any] = types.FunctionType(constructor.__code__, scope)()
+    return definition
+
+
 @cache
 def get_encoding(name: str) -> tiktoken.Encoding:
-    """A tiktoken ``Encoding`` built offline from verified rank files.
+    """A tiktoken ``Encoding`` built offline from verified rank files (one per name and process).
 
     The split pattern and special tokens come from tiktoken's own definition of the encoding; only its
     download of the rank file is replaced by the verified local copy.
     """
     if name not in ENCODING_SHA256:
         raise TokenizerError(f"no offline rank file for encoding {name!r}; known: {sorted(ENCODING_SHA256)}")
-    ranks = _read_ranks(name)
-    from tiktoken_ext import openai_public
-
-    with mock.patch.object(openai_public, "load_tiktoken_bpe", return_value=ranks):
-        spec = getattr(openai_public, name)()
-    return tiktoken.Encoding(**spec)
+    return tiktoken.Encoding(**_tiktoken_definition(name, _read_ranks(name)))
 
 
 def encoding_for_model(model: str) -> tiktoken.Encoding:

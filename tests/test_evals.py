@@ -73,8 +73,15 @@ def test_more_loaders_on_the_real_files(tmp_path: Path) -> None:
 
 
 def test_hub_datasets_fail_clearly_offline(monkeypatch: pytest.MonkeyPatch) -> None:
+    import datasets
+    import huggingface_hub
+
+    # the libraries read these variables when imported (maybe earlier in this run), so set both ways
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_OFFLINE", True)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     with pytest.raises(InvalidInputError, match="cannot load 'no-such-org/no-such-set'"):
         load_examples("hub", dataset="no-such-org/no-such-set", n=2)
 

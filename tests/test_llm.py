@@ -27,7 +27,7 @@ from occ_research.llm import (
     OpenAICompatibleLLM,
     make_llm,
 )
-from occ_research.llm.local import embedded_model_path
+from occ_research.llm.local import LOADED_MODELS, RECENT_LOGPROBS, embedded_model_path
 
 HELLO = [{"role": "user", "content": "Say hello."}]
 
@@ -194,6 +194,19 @@ def test_local_model_chats_and_scores() -> None:
     assert all(lp <= 0 for _, _, lp in spans)
     windowed = llm.token_logprobs(text * 8, window=32)
     assert windowed[-1][1] == len(text) * 8
+
+
+def test_local_model_caches_clear_through_their_owners() -> None:
+    llm = LocalLLM()
+    text = "Paris is the capital of France."
+    first = llm.token_logprobs(text)
+    assert len(LOADED_MODELS) >= 1 and len(RECENT_LOGPROBS) >= 1
+    LOADED_MODELS.clear()  # closes the llama.cpp models
+    RECENT_LOGPROBS.clear()
+    assert len(LOADED_MODELS) == 0 and len(RECENT_LOGPROBS) == 0
+    again = llm.token_logprobs(text)  # loads the model again and scores afresh
+    assert again is not first and [s[:2] for s in again] == [s[:2] for s in first]
+    assert [s[2] for s in again] == pytest.approx([s[2] for s in first], abs=1e-4)
 
 
 def test_local_model_file_is_verified(tmp_path: Path) -> None:

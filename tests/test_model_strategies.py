@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import ast
+import inspect
 import re
 import sys
+import textwrap
 
 import pytest
 
@@ -99,10 +102,42 @@ def test_llmlingua_peer_runs_offline_and_reports_missed_budgets(nq_examples: lis
 def test_llmlingua_without_the_extra_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
     from occ_research.strategies import llmlingua_adapter
 
-    llmlingua_adapter._compressor.cache_clear()
+    llmlingua_adapter.COMPRESSORS.clear()
     monkeypatch.setitem(sys.modules, "llmlingua", None)  # as if the peers extra were not installed
     try:
         with pytest.raises(llmlingua_adapter.PeerUnavailableError, match=r'pip install -e "\.\[peers\]"'):
             compress("Alpha beta gamma. " * 80, "llmlingua", rate=0.3)
     finally:
-        llmlingua_adapter._compressor.cache_clear()
+        llmlingua_adapter.COMPRESSORS.clear()
+
+
+def _self_assignments(function: ast.AST) -> dict[str, str]:
+    """``self.name = value`` in a function: name -> the value's source."""
+    found = {}
+    for node in ast.walk(function):
+        if isinstance(node, ast.Assign | ast.AnnAssign) and node.value is not None:
+            for target in node.targets if isinstance(node, ast.Assign) else [node.target]:
+                if isinstance(target, ast.Attribute) and ast.unparse(target.value) == "self":
+                    found[target.attr] = ast.unparse(node.value)
+    return found
+
+
+def test_llmlingua_shim_sets_what_promptcompressor_init_sets() -> None:
+    """The adapter replaces PromptCompressor.__init__ (to hand it our cl100k): it must set the same attributes,
+    with the same fixed values."""
+    llmlingua = pytest.importorskip("llmlingua")
+    from occ_research.strategies import llmlingua_adapter
+
+    theirs = _self_assignments(
+        ast.parse(textwrap.dedent(inspect.getsource(llmlingua.PromptCompressor.__init__)))
+    )
+    shim = next(
+        n
+        for n in ast.walk(ast.parse(inspect.getsource(llmlingua_adapter)))
+        if isinstance(n, ast.ClassDef) and n.name == "LocalPromptCompressor"
+    )
+    init = next(n for n in shim.body if isinstance(n, ast.FunctionDef) and n.name == "__init__")
+    ours = _self_assignments(init)
+    assert set(ours) == set(theirs) and "oai_tokenizer" in ours
+    fixed = {k: v for k, v in theirs.items() if isinstance(ast.parse(v, mode="eval").body, ast.Constant)}
+    assert fixed and all(ours[k] == v for k, v in fixed.items())

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -114,6 +115,9 @@ def test_access_log_is_one_json_line_per_request_without_keys_or_prompts(
     raw = sdk(proxy).chat.completions.with_raw_response.create(
         model="gpt-4o", messages=[{"role": "user", "content": secret_prompt}]
     )
+    deadline = time.time() + 5  # the line is written once the response has been sent: wait for it
+    while not access_records and time.time() < deadline:
+        time.sleep(0.01)
     lines = [r.getMessage() for r in access_records]
     assert len(lines) == 1
     entry = json.loads(lines[0])

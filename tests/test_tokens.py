@@ -79,6 +79,18 @@ def test_hash_mismatch_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     assert get_encoding("cl100k_base").encode("hello world") == [15339, 1917]
 
 
+def test_encodings_are_built_without_touching_tiktoken() -> None:
+    from tiktoken.load import load_tiktoken_bpe
+    from tiktoken_ext import openai_public
+
+    get_encoding.cache_clear()
+    encoding = get_encoding("o200k_base")
+    assert openai_public.load_tiktoken_bpe is load_tiktoken_bpe  # tiktoken's own module is left as it was
+    assert encoding.name == "o200k_base"
+    assert encoding.special_tokens_set == {"<|endoftext|>", "<|endofprompt|>"}
+    assert encoding.encode("hello world") == [24912, 2375]
+
+
 def test_unknown_encoding() -> None:
     with pytest.raises(TokenizerError):
         get_encoding("p50k_base")

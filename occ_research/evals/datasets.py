@@ -54,17 +54,23 @@ def data_dir() -> Path:
     )
 
 
-def _rows(relative: str, limit: int | None = None) -> list[dict[str, Any]]:
-    os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+def _read_json(path: str | Path, limit: int | None = None) -> Any:
+    """A local JSON Lines file (or .gz) as a ``datasets.Dataset``, its first ``limit`` rows if given.
+
+    ``Dataset.from_json`` runs the same JSON builder as ``load_dataset("json", ...)`` but without
+    ``load_dataset``'s download-count request to the hub, so it needs no network and no offline switch.
+    """
     import datasets
 
-    datasets.disable_progress_bars()
+    table = datasets.Dataset.from_json(str(path))
+    return table if limit is None else table.select(range(len(table))[:limit])
+
+
+def _rows(relative: str, limit: int | None = None) -> list[dict[str, Any]]:
     path = data_dir() / relative
     if not path.is_file():
         raise InvalidInputError(f"dataset file not found: {path}")
-    split = "train" if limit is None else f"train[:{limit}]"
-    table = datasets.load_dataset("json", data_files=str(path), split=split)
-    return [dict(row) for row in table]
+    return [dict(row) for row in _read_json(path, limit)]
 
 
 def load_examples(name: str, **options: Any) -> list[Example]:
@@ -188,11 +194,7 @@ def jsonl(
 ) -> list[Example]:
     """Your own data: one JSON object per line with a context, a question and gold answers (a string or a
     list). In a suite: ``{ name = "jsonl", path = "my.jsonl", task = "qa" }``."""
-    os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-    import datasets
-
-    datasets.disable_progress_bars()
-    table = datasets.load_dataset("json", data_files=path, split="train" if n is None else f"train[:{n}]")
+    table = _read_json(path, n)
     return _examples(table, "jsonl", context_field, question_field, answers_field, task)
 
 
@@ -207,11 +209,10 @@ def hub(
     answers_field: str = "answers",
     task: str = "qa",
 ) -> list[Example]:
-    """A dataset from the Hugging Face hub, when configured to go online (``HF_DATASETS_OFFLINE=0``) or
-    already in the local ``datasets`` cache; fields are mapped as for ``jsonl``."""
+    """A dataset from the Hugging Face hub, or from the local ``datasets`` cache when the user runs offline
+    (``HF_DATASETS_OFFLINE=1``; nothing here sets it); fields are mapped as for ``jsonl``."""
     import datasets
 
-    datasets.disable_progress_bars()
     try:
         table = datasets.load_dataset(dataset, config, split=split if n is None else f"{split}[:{n}]")
     except Exception as exc:  # the library raises many kinds (connection, missing cache, bad split)

