@@ -19,10 +19,11 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import itertools
 import math
 import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
@@ -535,7 +536,7 @@ class _Layout:
     ) -> None:
         self.slots = slots
         self.segmented: list[Segmented | None] = []
-        self.members: list[tuple[int, list[int]]] = []  # per unit: slot index, atom indices
+        self.members: list[tuple[int, tuple[int, ...]]] = []  # per unit: slot index, atom indices
         texts: list[str] = []
         counted: list[str] = []
         lines: list[tuple[int, int]] = []
@@ -548,14 +549,13 @@ class _Layout:
             protected = [question[1]] if question and question[0] == k else []
             seg = split_text(slot.text, protected)
             self.segmented.append(seg)
-            groups: dict[int, list[int]] = {}
-            for i, atom in enumerate(seg.atoms):
-                if atom.kind == "sentence":
-                    key = {"sentence": i, "paragraph": atom.line, "passage": atom.block}[granularity]
-                    groups.setdefault(key, []).append(i)
-                elif atom.kind == "label":
+            for atom in seg.atoms:
+                if atom.kind == "label":
                     labels[(k, atom.line)] = atom.text
-            for atom_ids in groups.values():
+            sentences = [i for i, atom in enumerate(seg.atoms) if atom.kind == "sentence"]
+            # lines and blocks only grow along the atoms, so a unit is a run of sentences with the same key
+            for _, run in itertools.groupby(sentences, key=_unit_key(seg, granularity)):
+                atom_ids = tuple(run)
                 self.members.append((k, atom_ids))
                 texts.append(_join_members(seg, atom_ids))
                 lines.append((k, seg.atoms[atom_ids[0]].line))
@@ -603,6 +603,15 @@ class _Layout:
                     slot_pieces[i] = atom.text
             texts.append(join_atoms(seg, slot_pieces))
         return texts
+
+
+def _unit_key(seg: Segmented, granularity: Granularity) -> Callable[[int], int]:
+    atoms = seg.atoms
+    if granularity == "paragraph":
+        return lambda i: atoms[i].line
+    if granularity == "passage":
+        return lambda i: atoms[i].block
+    return lambda i: i
 
 
 def _join_members(seg: Segmented, atom_ids: Sequence[int]) -> str:

@@ -53,7 +53,7 @@ class DedupStrategy(Strategy):
 
     def _find_duplicates(self, units: Sequence[Unit], seed: int) -> dict[int, int]:
         """Map each duplicate unit to the earlier unit it repeats."""
-        words = [terms(u.text) for u in units]
+        words = [tuple(terms(u.text)) for u in units]
         original_of: dict[int, int] = {}
         first_with: dict[str, int] = {}
         candidates = [u.index for u, w in zip(units, words, strict=True) if len(w) >= self.min_words]
@@ -69,7 +69,7 @@ class DedupStrategy(Strategy):
         shingles = self._shingles([words[i] for i in near])
         signatures = self._signatures(shingles, seed)
         bands, rows = _bands(self.num_perm, self.threshold)
-        buckets: dict[tuple[int, int], list[int]] = {}
+        buckets: dict[tuple[int, int], tuple[int, ...]] = {}
         position_of = {i: p for p, i in enumerate(near)}
         sets: dict[int, frozenset[int]] = {}
 
@@ -80,9 +80,9 @@ class DedupStrategy(Strategy):
 
         # one 64-bit key per band: the band's rows folded with fixed odd multipliers (wrapping)
         folded = signatures[:, : bands * rows].reshape(len(near), bands, rows) * _FOLD[:rows]
-        band_keys = folded.sum(axis=2, dtype=np.uint64).tolist()
+        band_keys = folded.sum(axis=2, dtype=np.uint64)
         for position, i in enumerate(near):
-            keys = list(enumerate(band_keys[position]))
+            keys = list(enumerate(band_keys[position].tolist()))
             earlier = sorted({j for key in keys for j in buckets.get(key, ())})
             match = next(
                 (j for j in earlier if _jaccard(shingle_set(i), shingle_set(j)) >= self.threshold), None
@@ -91,10 +91,10 @@ class DedupStrategy(Strategy):
                 original_of[i] = match
                 continue
             for key in keys:
-                buckets.setdefault(key, []).append(i)
+                buckets[key] = (*buckets.get(key, ()), i)
         return original_of
 
-    def _shingles(self, word_lists: Sequence[list[str]]) -> list[np.ndarray]:
+    def _shingles(self, word_lists: Sequence[Sequence[str]]) -> list[np.ndarray]:
         """Hashes of each unit's word k-shingles, computed over all units at once."""
         vocabulary: dict[str, int] = {}
         ids = np.fromiter(
