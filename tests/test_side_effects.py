@@ -20,8 +20,7 @@ import sklearn  # noqa: F401  # sets variables of its own (KMP_*) when first imp
 from occ_research import compress
 from occ_research._model_cache import ModelCache
 from occ_research.evals.datasets import Example
-from occ_research.strategies import Pipeline, make_strategy
-from occ_research.strategies.base import Choice, Request
+from occ_research.strategies import Candidates, Choice, Pipeline, make_strategy
 from occ_research.strategies.dedup import DedupStrategy
 from occ_research.strategies.rankers import Bm25Strategy
 
@@ -36,7 +35,7 @@ class GcProbe(Bm25Strategy):
 
     seen: ClassVar[list[bool]] = []
 
-    def _choose(self, request: Request) -> Choice:
+    def _choose(self, request: Candidates) -> Choice:
         GcProbe.seen.append(gc.isenabled())
         return super()._choose(request)
 

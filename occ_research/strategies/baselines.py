@@ -7,17 +7,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .base import (
-    GRANULARITIES,
-    Budget,
-    Choice,
-    RankingStrategy,
-    Request,
-    Strategy,
-    Unit,
-    param,
-    register_strategy,
-)
+from .base import RankingStrategy, Strategy
+from .params import GRANULARITIES, param
+from .registry import register_strategy
+from .selection import Allowance, Candidates, Choice, Unit
 
 
 @register_strategy("identity")
@@ -27,8 +20,8 @@ class IdentityStrategy(Strategy):
 
     fits_budget = False
 
-    def _choose(self, request: Request) -> Choice:
-        return Choice({u.index: u.text for u in request.units})
+    def _choose(self, candidates: Candidates) -> Choice:
+        return Choice({u.index: u.text for u in candidates.units})
 
 
 @register_strategy("truncate")
@@ -41,21 +34,21 @@ class TruncateStrategy(Strategy):
 
     side: str = param("middle", choices=("head", "tail", "middle"))
 
-    def _choose(self, request: Request) -> Choice:
-        units, budget = request.units, request.budget
+    def _choose(self, candidates: Candidates) -> Choice:
+        units, budget = candidates.units, candidates.budget
         if budget is None:
             return Choice({u.index: u.text for u in units})
         if self.side != "middle":
             ordered = units if self.side == "head" else units[::-1]
-            return Choice(_take_in_order(ordered, Budget(budget), request.model, self.side == "tail"))
-        head_budget = Budget(budget // 2)
-        head = _take_in_order(units, head_budget, request.model, from_end=False)
-        tail_budget = Budget(budget - (budget // 2 - head_budget.left))
+            return Choice(_take_in_order(ordered, Allowance(budget), candidates.model, self.side == "tail"))
+        head_budget = Allowance(budget // 2)
+        head = _take_in_order(units, head_budget, candidates.model, from_end=False)
+        tail_budget = Allowance(budget - (budget // 2 - head_budget.left))
         rest = [u for u in units[::-1] if u.index not in head]
-        return Choice({**head, **_take_in_order(rest, tail_budget, request.model, from_end=True)})
+        return Choice({**head, **_take_in_order(rest, tail_budget, candidates.model, from_end=True)})
 
 
-def _take_in_order(units: Sequence[Unit], budget: Budget, model: str, from_end: bool) -> dict[int, str]:
+def _take_in_order(units: Sequence[Unit], budget: Allowance, model: str, from_end: bool) -> dict[int, str]:
     kept: dict[int, str] = {}
     for unit in units:
         if not budget.take(unit):
@@ -74,5 +67,5 @@ class RandomStrategy(RankingStrategy):
 
     granularity: str = param("sentence", choices=GRANULARITIES)
 
-    def _score(self, request: Request) -> list[float]:
-        return [float(x) for x in np.random.default_rng(request.seed).random(len(request.units))]
+    def _score(self, candidates: Candidates) -> list[float]:
+        return [float(x) for x in np.random.default_rng(candidates.seed).random(len(candidates.units))]

@@ -8,8 +8,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..tokens import count_text_tokens
-from .base import GRANULARITIES, Choice, Request, Strategy, Unit, param, register_strategy
+from .base import Strategy
+from .params import GRANULARITIES, param
 from .rankers import terms
+from .registry import register_strategy
+from .selection import Candidates, Choice, Unit
 
 _WORD_MULTIPLIER = np.uint64(1_000_003)
 _FOLD = np.random.default_rng(0).integers(1, 1 << 63, size=512, dtype=np.uint64) | np.uint64(1)
@@ -41,13 +44,13 @@ class DedupStrategy(Strategy):
     num_perm: int = param(64, low=8, high=512)
     marker: str = param("[repeated text removed: see message {message}]")
 
-    def _choose(self, request: Request) -> Choice:
-        units = request.units
-        original_of = self._find_duplicates(units, request.seed)
+    def _choose(self, candidates: Candidates) -> Choice:
+        units = candidates.units
+        original_of = self._find_duplicates(units, candidates.seed)
         kept = {u.index: u.text for u in units if u.index not in original_of}
         removed = [u for u in units if u.index in original_of]
         if self.marker:
-            kept.update(self._markers(units, original_of, request.model))
+            kept.update(self._markers(units, original_of, candidates.model))
         note = f"removed {len(removed)} duplicate units ({sum(u.tokens for u in removed)} tokens)"
         return Choice(kept, [0.0 if u.index in original_of else 1.0 for u in units], note)
 

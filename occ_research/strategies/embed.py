@@ -7,7 +7,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..embeddings import default_embedder
-from .base import GRANULARITIES, RankingStrategy, Request, param, register_strategy
+from .base import RankingStrategy
+from .params import GRANULARITIES, param
+from .registry import register_strategy
+from .selection import Candidates
 
 
 @register_strategy("embed")
@@ -26,14 +29,14 @@ class EmbedStrategy(RankingStrategy):
     granularity: str = param("sentence", choices=GRANULARITIES)
     dedup_threshold: float = param(0.0, low=0.0, high=1.0)
 
-    def _score(self, request: Request) -> list[float]:
-        texts = [u.text for u in request.units]
+    def _score(self, candidates: Candidates) -> list[float]:
+        texts = [u.text for u in candidates.units]
         if not texts:
             return []
         embedder = default_embedder()
         vectors = embedder.embed(texts)
-        if request.question:
-            target = embedder.embed([request.question])[0]
+        if candidates.question:
+            target = embedder.embed([candidates.question])[0]
         else:
             centroid = vectors.mean(axis=0)
             target = centroid / max(float(np.linalg.norm(centroid)), 1e-12)

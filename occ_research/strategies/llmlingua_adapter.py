@@ -19,7 +19,11 @@ from .._model_cache import ModelCache
 from ..exceptions import OCCError
 from ..llm.local import embedded_model_path
 from ..tokens import get_encoding
-from .base import GRANULARITIES, Choice, Request, Strategy, Unit, coarse_cut, param, register_strategy
+from .base import Strategy
+from .params import GRANULARITIES, param
+from .rankers import Bm25Strategy
+from .registry import register_strategy
+from .selection import Candidates, Choice, Unit, coarse_cut
 
 INSTALL = 'the llmlingua strategy needs the peers extra: pip install -e ".[peers]"'
 LONGLLMLINGUA = {
@@ -56,15 +60,15 @@ class LLMLinguaStrategy(Strategy):
     model_path: str = param("")
     max_model_tokens: int = param(2048, low=64)
 
-    def _choose(self, request: Request) -> Choice:
-        if request.budget is None or sum(u.tokens for u in request.units) <= request.budget:
-            return Choice({u.index: u.text for u in request.units})
-        narrowed = coarse_cut(request, self.max_model_tokens)
+    def _choose(self, candidates: Candidates) -> Choice:
+        if candidates.budget is None or sum(u.tokens for u in candidates.units) <= candidates.budget:
+            return Choice({u.index: u.text for u in candidates.units})
+        narrowed = coarse_cut(candidates, self.max_model_tokens, Bm25Strategy())
         if isinstance(narrowed, Choice):
             return narrowed
         compressor = COMPRESSORS.get_or_build(self.model_path, lambda: _load_compressor(self.model_path))
         # LongLLMLingua ranks by the question; without one, the original LLMLingua is what remains
-        method = self.method if request.question else "llmlingua"
+        method = self.method if candidates.question else "llmlingua"
         options = LONGLLMLINGUA if method == "longllmlingua" else {}
         by_message: dict[int, list[Unit]] = {}
         for unit in narrowed.units:
@@ -72,10 +76,10 @@ class LLMLinguaStrategy(Strategy):
         total = sum(u.tokens for u in narrowed.units) or 1
         kept: dict[int, str] = {}
         for units in by_message.values():
-            share = max(1, request.budget * sum(u.tokens for u in units) // total)
+            share = max(1, candidates.budget * sum(u.tokens for u in units) // total)
             result = compressor.compress_prompt(
                 [u.text for u in units],
-                question=request.question,
+                question=candidates.question,
                 target_token=share,
                 concate_question=False,
                 **options,

@@ -8,11 +8,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..exceptions import InvalidParameterError
-from ..messages import normalize_prompt, text_slots
-from ..tokens import DEFAULT_MODEL, count_messages_tokens
-from .base import CompressionResult, Strategy, check_budget, register_strategy, resolve_question
+from .base import Prepared, Strategy
 from .dedup import DedupStrategy
 from .rankers import Bm25Strategy
+from .registry import register_strategy
+from .results import CompressionResult
 
 
 @register_strategy("pipeline")
@@ -43,26 +43,10 @@ class Pipeline(Strategy):
         for step in self.steps:
             step.validate()
 
-    def compress(
-        self,
-        prompt: str | Sequence[Mapping[str, Any]],
-        *,
-        rate: float | None = None,
-        target_tokens: int | None = None,
-        question: str | None = None,
-        model: str = DEFAULT_MODEL,
-        seed: int = 0,
-        compress_system: bool = False,
-    ) -> CompressionResult:
-        started = time.perf_counter()
-        self.validate()
-        check_budget(rate, target_tokens)
-        messages = normalize_prompt(prompt)
-        question, _ = resolve_question(prompt, text_slots(messages), question)
-        original = count_messages_tokens(messages, model)
-        target = target_tokens if rate is None else int(rate * original)
+    def _compress_prepared(self, job: Prepared) -> CompressionResult:
+        question, target, model = job.question, job.target, job.model
         results: list[CompressionResult] = []
-        current: Sequence[Mapping[str, Any]] = messages
+        current: Sequence[Mapping[str, Any]] = job.messages
         for i, step in enumerate(self.steps):
             multiple = 1.0 if i == len(self.steps) - 1 else (self.stage_budgets[i : i + 1] or [0.0])[0]
             result = step.compress(
@@ -70,19 +54,19 @@ class Pipeline(Strategy):
                 target_tokens=None if target is None or not multiple else int(target * multiple),
                 question=question,
                 model=model,
-                seed=seed,
-                compress_system=compress_system,
+                seed=job.seed,
+                compress_system=job.compress_system,
             )
             results.append(result)
             current = result.messages
         final = results[-1]
         return CompressionResult(
             messages=final.messages,
-            original_tokens=original,
+            original_tokens=job.original_tokens,
             compressed_tokens=final.compressed_tokens,
             target_tokens=target,
             budget_met=final.budget_met,
-            seconds=time.perf_counter() - started,
+            seconds=time.perf_counter() - job.started,
             strategy=self.name,
             params=self.config(),
             model=model,

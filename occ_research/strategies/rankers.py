@@ -15,7 +15,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..text import CJK_CHARACTER, is_cjk_heavy
-from .base import GRANULARITIES, RankingStrategy, Request, param, register_strategy
+from .base import RankingStrategy
+from .params import GRANULARITIES, param
+from .registry import register_strategy
+from .selection import Candidates
 
 _TERM = re.compile(r"\w+")
 
@@ -42,10 +45,10 @@ class TfidfStrategy(RankingStrategy):
     granularity: str = param("sentence", choices=GRANULARITIES)
     centrality_weight: float = param(0.1, low=0.0, high=1.0)
 
-    def _score(self, request: Request) -> list[float]:
+    def _score(self, candidates: Candidates) -> list[float]:
         from sklearn.feature_extraction.text import TfidfVectorizer
 
-        texts = [u.text for u in request.units]
+        texts = [u.text for u in candidates.units]
         if not texts:
             return []
         cjk = is_cjk_heavy(" ".join(texts[:50]))
@@ -56,7 +59,7 @@ class TfidfStrategy(RankingStrategy):
             stop_words=None if cjk else "english",
         )
         try:
-            matrix = vectorizer.fit_transform([*texts, request.question])
+            matrix = vectorizer.fit_transform([*texts, candidates.question])
         except ValueError:  # empty vocabulary: only stop words or punctuation
             return [0.0] * len(texts)
         units, question = matrix[:-1], matrix[-1]
@@ -84,8 +87,8 @@ class Bm25Strategy(RankingStrategy):
     k1: float = param(1.2, low=0.0, high=3.0)
     b: float = param(0.75, low=0.0, high=1.0)
 
-    def _score(self, request: Request) -> list[float]:
-        docs = [Counter(terms(u.text)) for u in request.units]
+    def _score(self, candidates: Candidates) -> list[float]:
+        docs = [Counter(terms(u.text)) for u in candidates.units]
         if not docs:
             return []
         n = len(docs)
@@ -93,7 +96,7 @@ class Bm25Strategy(RankingStrategy):
         idf = {t: math.log(1 + (n - f + 0.5) / (f + 0.5)) for t, f in df.items()}
         lengths = [sum(d.values()) for d in docs]
         avg = (sum(lengths) / n) or 1.0
-        query = set(terms(request.question))
+        query = set(terms(candidates.question))
         scores = []
         for doc, length in zip(docs, lengths, strict=True):
             norm = self.k1 * (1 - self.b + self.b * length / avg)
@@ -117,11 +120,11 @@ class GzipStrategy(RankingStrategy):
 
     granularity: str = param("sentence", choices=GRANULARITIES)
 
-    def _score(self, request: Request) -> list[float]:
-        question = request.question.encode()
+    def _score(self, candidates: Candidates) -> list[float]:
+        question = candidates.question.encode()
         cq = len(zlib.compress(question, 9)) if question else 0
         scores = []
-        for unit in request.units:
+        for unit in candidates.units:
             raw = unit.text.encode()
             cx = len(zlib.compress(raw, 9))
             if question:

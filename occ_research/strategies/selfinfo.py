@@ -9,7 +9,11 @@ from typing import ClassVar
 
 from ..llm.local import LocalLLM
 from ..tokens import count_text_tokens
-from .base import Budget, Choice, Request, Strategy, Unit, coarse_cut, param, register_strategy
+from .base import Strategy
+from .params import param
+from .rankers import Bm25Strategy
+from .registry import register_strategy
+from .selection import Allowance, Candidates, Choice, Unit, coarse_cut
 
 _PIECE = {
     "word": re.compile(r"\S+"),
@@ -55,18 +59,18 @@ class SelfInfoStrategy(Strategy):
     keep_numbers: bool = param(True)
     max_model_tokens: int = param(2048, low=64)
 
-    def _choose(self, request: Request) -> Choice:
-        if request.budget is None:
-            return Choice({u.index: u.text for u in request.units})
-        narrowed = coarse_cut(request, self.max_model_tokens)
+    def _choose(self, candidates: Candidates) -> Choice:
+        if candidates.budget is None:
+            return Choice({u.index: u.text for u in candidates.units})
+        narrowed = coarse_cut(candidates, self.max_model_tokens, Bm25Strategy())
         if isinstance(narrowed, Choice):
             return narrowed
-        request = narrowed
-        if "pieces" not in request.scratch:
-            request.scratch["pieces"] = self._pieces(request)
-        pieces: list[_Piece] = request.scratch["pieces"]
-        budget = Budget(request.budget or 0)
-        units = {u.index: u for u in request.units}
+        candidates = narrowed
+        if "pieces" not in candidates.scratch:
+            candidates.scratch["pieces"] = self._pieces(candidates)
+        pieces: list[_Piece] = candidates.scratch["pieces"]
+        budget = Allowance(candidates.budget or 0)
+        units = {u.index: u for u in candidates.units}
         keep = [False] * len(pieces)
         order = sorted(
             range(len(pieces)),
@@ -76,8 +80,8 @@ class SelfInfoStrategy(Strategy):
             keep[i] = budget.take(units[pieces[i].unit], pieces[i].tokens)
         return Choice(_emit(units, pieces, keep))
 
-    def _pieces(self, request: Request) -> list[_Piece]:
-        units = request.units
+    def _pieces(self, candidates: Candidates) -> list[_Piece]:
+        units = candidates.units
         text = "\n".join(u.text for u in units)
         offset = {}  # unit index -> where its text starts in the scored text
         position = 0
@@ -87,8 +91,10 @@ class SelfInfoStrategy(Strategy):
         llm = LocalLLM(self.model_path or None)
         plain = llm.token_logprobs(text, window=self.window)
         importance = [-lp for _, _, lp in plain]
-        if request.question and self.question_weight > 0:
-            primed = llm.token_logprobs(text, prefix=f"Question: {request.question}\n\n", window=self.window)
+        if candidates.question and self.question_weight > 0:
+            primed = llm.token_logprobs(
+                text, prefix=f"Question: {candidates.question}\n\n", window=self.window
+            )
             importance = [
                 v + self.question_weight * (a[2] - b[2])
                 for v, a, b in zip(importance, primed, plain, strict=True)
@@ -109,7 +115,7 @@ class SelfInfoStrategy(Strategy):
                 values[at] += value
         by_index = {u.index: u for u in units}
         texts = [by_index[u].text[s:e] for u, s, e in pieces]
-        tokens = count_text_tokens(texts, request.model)
+        tokens = count_text_tokens(texts, candidates.model)
         return [
             _Piece(u, s, e, v, n, self.keep_numbers and bool(_MUST_KEEP.search(t)))
             for (u, s, e), v, n, t in zip(pieces, values, tokens, texts, strict=True)

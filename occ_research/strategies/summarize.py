@@ -10,17 +10,11 @@ from functools import cache
 from ..exceptions import OCCError
 from ..llm import LLM, make_llm
 from ..llm.prompts import LATEST, render
-from .base import (
-    Choice,
-    Request,
-    Strategy,
-    Unit,
-    coarse_cut,
-    make_strategy,
-    param,
-    register_strategy,
-    trim_to_tokens,
-)
+from .base import Strategy
+from .params import param
+from .rankers import Bm25Strategy
+from .registry import make_strategy, register_strategy
+from .selection import Candidates, Choice, Unit, coarse_cut, trim_to_tokens
 
 WORDS_PER_TOKEN = 0.75  # English prose: about three words per four tokens
 
@@ -59,23 +53,23 @@ class SummarizeStrategy(Strategy):
     timeout: float = param(120.0, low=1.0)
     max_model_tokens: int = param(2400, low=64)
 
-    def _choose(self, request: Request) -> Choice:
-        units = request.units
+    def _choose(self, candidates: Candidates) -> Choice:
+        units = candidates.units
         total = sum(u.tokens for u in units)
-        if request.budget is None or total <= request.budget:
+        if candidates.budget is None or total <= candidates.budget:
             return Choice({u.index: u.text for u in units})
-        narrowed = coarse_cut(request, self.max_model_tokens)
+        narrowed = coarse_cut(candidates, self.max_model_tokens, Bm25Strategy())
         if isinstance(narrowed, Choice):
             return narrowed
         try:
             return self._summarise(narrowed)
         except OCCError as exc:
-            choice = make_strategy(self.fallback)._choose(request)
+            choice = make_strategy(self.fallback)._choose(candidates)
             choice.note = f"summarize fell back to {self.fallback}: {exc}"
             return choice
 
-    def _summarise(self, request: Request) -> Choice:
-        units, budget = request.units, request.budget or 0
+    def _summarise(self, candidates: Candidates) -> Choice:
+        units, budget = candidates.units, candidates.budget or 0
         messages = sorted({u.message for u in units})
         conversation = self.mode == "conversation" or (self.mode == "auto" and len(messages) >= 3)
         kept: dict[int, str] = {}
@@ -89,10 +83,10 @@ class SummarizeStrategy(Strategy):
             kind = "conversation"
         else:
             chunks = _chunks(units, self.chunk_tokens)
-            kind = "focused" if request.question else "document"
+            kind = "focused" if candidates.question else "document"
         total = sum(u.tokens for chunk in chunks for u in chunk)
         shares = [max(8, budget * sum(u.tokens for u in chunk) // max(total, 1)) for chunk in chunks]
-        for chunk, summary in zip(chunks, self._summaries(request, chunks, shares, kind), strict=True):
+        for chunk, summary in zip(chunks, self._summaries(candidates, chunks, shares, kind), strict=True):
             if summary is None:  # the chunk fits its share as it is
                 kept.update({u.index: u.text for u in chunk})
             elif summary:
@@ -101,13 +95,13 @@ class SummarizeStrategy(Strategy):
         return Choice(kept, note=note)
 
     def _summaries(
-        self, request: Request, chunks: list[list[Unit]], shares: list[int], kind: str
+        self, candidates: Candidates, chunks: list[list[Unit]], shares: list[int], kind: str
     ) -> list[str | None]:
         """One summary per chunk larger than its share (None for the others), trimmed to the share.
 
         Summaries are generated once per compression; a later pass with a smaller share trims them.
         """
-        generated: dict[int, str] = request.scratch.setdefault("summaries", {})
+        generated: dict[int, str] = candidates.scratch.setdefault("summaries", {})
         needed = [i for i, chunk in enumerate(chunks) if sum(u.tokens for u in chunk) > shares[i]]
         missing = [i for i in needed if i not in generated]
         if missing:
@@ -120,14 +114,14 @@ class SummarizeStrategy(Strategy):
                     kind,
                     text=text,
                     words=int(shares[i] * WORDS_PER_TOKEN),
-                    question=request.question,
+                    question=candidates.question,
                 )
                 answer = llm.chat(
                     [{"role": "user", "content": prompt}],
                     max_tokens=shares[i],
                     temperature=0.0,
                     frequency_penalty=0.5,
-                    seed=request.seed,
+                    seed=candidates.seed,
                 )
                 return answer.text.strip()
 
@@ -135,7 +129,7 @@ class SummarizeStrategy(Strategy):
                 for i, text in zip(missing, pool.map(summarise, missing), strict=True):
                     generated[i] = text
         return [
-            trim_to_tokens(generated[i], shares[i], request.model) if i in needed else None
+            trim_to_tokens(generated[i], shares[i], candidates.model) if i in needed else None
             for i in range(len(chunks))
         ]
 

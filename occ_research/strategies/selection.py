@@ -1,0 +1,157 @@
+"""The toolkit for strategy authors: what ``_choose`` sees (``Candidates``: the units and their budget),
+what it returns (``Choice``), and helpers to fill a budget (``fit_by_score``, ``Allowance``,
+``trim_to_tokens``) or to narrow long text before a model reads it (``coarse_cut``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ..tokens import encoding_for_model
+
+if TYPE_CHECKING:
+    from .base import Strategy
+
+MIN_TRIM_TOKENS = 4  # below this, filling the budget with a cut sentence adds noise, not information
+
+
+@dataclass(frozen=True, slots=True)
+class Unit:
+    """A piece of compressible text that a strategy keeps, drops or rewrites as a whole."""
+
+    index: int
+    text: str
+    tokens: int
+    message: int
+    role: str
+    label: int = -1  # id of the speaker label on the unit's line (-1: none); kept with any unit of its line
+    label_tokens: int = 0  # what that label costs, paid once by the first kept unit of the line
+
+
+@dataclass(frozen=True, slots=True)
+class Candidates:
+    """What ``_choose`` sees: the units in document order and the tokens they may use together."""
+
+    units: tuple[Unit, ...]
+    budget: int | None  # None: no budget, the strategy removes only what it would remove anyway
+    question: str  # "" when there is none
+    model: str
+    seed: int
+    #: scratch space shared by the calls of one ``compress`` (which may choose several times with budgets
+    #: adjusted to the measured result): lets a strategy score once and select many times
+    scratch: dict[str, Any] = field(default_factory=dict, compare=False)
+
+
+@dataclass(slots=True)
+class Choice:
+    """``kept`` maps unit index to the text to emit for it (its own text, or a rewrite of it)."""
+
+    kept: dict[int, str]
+    scores: Sequence[float] | None = None  # per unit, higher = more worth keeping
+    note: str = ""
+
+
+def fit_by_score(candidates: Candidates, scores: Sequence[float]) -> Choice:
+    """Keep the best-scoring units that fit the budget, then fill what is left with the head of the next.
+
+    Scores here are length-normalised relevance (cosine, BM25, compression distance), i.e. value per
+    token, so ranking by score is the greedy knapsack rule. Units that do not fit are skipped, so smaller
+    ones further down can still use the budget. Ties go to the earlier unit; a score of -inf is never kept.
+    """
+    units = candidates.units
+    eligible = [u for u in units if scores[u.index] > -math.inf]
+    if candidates.budget is None:
+        return Choice({u.index: u.text for u in eligible}, scores)
+    order = sorted(eligible, key=lambda u: (-scores[u.index], u.index))
+    allowance = Allowance(candidates.budget)
+    kept: dict[int, str] = {}
+    for unit in order:
+        if allowance.take(unit):
+            kept[unit.index] = unit.text
+    if allowance.left >= MIN_TRIM_TOKENS:
+        for unit in order:
+            if unit.index not in kept:
+                head = allowance.take_part(unit, candidates.model)
+                if head:
+                    kept[unit.index] = head
+                break
+    return Choice(kept, scores)
+
+
+class Allowance:
+    """Tokens left to spend on units, charging a line's speaker label once, with its first kept unit."""
+
+    def __init__(self, tokens: int) -> None:
+        self.left = tokens
+        self._paid: set[int] = set()
+
+    def cost(self, unit: Unit) -> int:
+        return unit.tokens + (unit.label_tokens if unit.label >= 0 and unit.label not in self._paid else 0)
+
+    def take(self, unit: Unit, tokens: int | None = None) -> bool:
+        """Spend the unit's cost (or ``tokens`` of it, for a part) and its label's, if that fits."""
+        cost = self.cost(unit) - unit.tokens + (unit.tokens if tokens is None else tokens)
+        if cost > self.left:
+            return False
+        self.left -= cost
+        self._paid.add(unit.label)
+        return True
+
+    def take_part(self, unit: Unit, model: str, *, from_end: bool = False) -> str:
+        """The longest whole-word head (or tail) of the unit that fits; spends what it costs."""
+        encode = encoding_for_model(model).encode_ordinary
+        extra = self.cost(unit) - len(encode(unit.text))  # its label and the line break after it
+        part = trim_to_tokens(unit.text, self.left - extra, model, from_end=from_end)
+        if part:
+            self.left -= len(encode(part)) + extra
+            self._paid.add(unit.label)
+        return part
+
+
+_WORD = re.compile(r"\S+\s*")
+
+
+def trim_to_tokens(text: str, max_tokens: int, model: str, *, from_end: bool = False) -> str:
+    """The longest whole-word head (or tail) of ``text`` with at most ``max_tokens`` tokens."""
+    words = _WORD.findall(text)
+    encode = encoding_for_model(model).encode_ordinary
+
+    def piece(n: int) -> str:
+        return ("".join(words[len(words) - n :]) if from_end else "".join(words[:n])).strip()
+
+    low, high = 0, len(words)
+    while low < high:  # largest n with tokens(piece(n)) <= max_tokens
+        mid = (low + high + 1) // 2
+        if len(encode(piece(mid))) <= max_tokens:
+            low = mid
+        else:
+            high = mid - 1
+    return piece(low)
+
+
+def coarse_cut(candidates: Candidates, max_tokens: int, ranker: Strategy) -> Candidates | Choice:
+    """Bound the work of a model-based strategy: at most ``max_tokens`` of text reach the model.
+
+    When the compressible text is longer, a fast question-aware ``ranker`` (BM25) first keeps the best
+    units: up to ``max_tokens`` of them, handed back as narrower candidates for the model to compress
+    further; or, when the budget itself is at least ``max_tokens``, the whole selection, returned as the
+    final choice (the model could not read that much text at a bearable cost).
+    """
+    total = sum(u.tokens for u in candidates.units)
+    if candidates.budget is None or total <= max_tokens:
+        return candidates
+    scratch = candidates.scratch.setdefault("coarse", {})
+    if candidates.budget >= max_tokens:
+        choice = ranker._choose(dataclasses.replace(candidates, scratch=scratch))
+        choice.note = (
+            f"text over max_model_tokens={max_tokens} with a larger budget: {ranker.name} selection only"
+        )
+        return choice
+    cut = ranker._choose(dataclasses.replace(candidates, budget=max_tokens, scratch=scratch))
+    units = tuple(u for u in candidates.units if cut.kept.get(u.index) == u.text)
+    return dataclasses.replace(candidates, units=units)
