@@ -176,7 +176,7 @@ def main() -> None:
         "OCC_PRESET": "bm25-q25",
     }
     proxy_env.pop("OCC_API_KEYS", None)
-    proxy = start(["occ_research.server.app:create_app", "--factory"], proxy_env, proxy_port)
+    proxy = start(["occ_research.server._app:create_app", "--factory"], proxy_env, proxy_port)
     short = [{"role": "user", "content": "Say ok."}]
     document = " ".join(f"Sentence {i} tells about topic {i % 17} in plain words." for i in range(90))
     long = [{"role": "user", "content": f"{document}\n\nWhich topic comes up most?"}]

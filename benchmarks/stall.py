@@ -75,7 +75,7 @@ def main() -> None:
         "OCC_SERVER_CONFIG": config.name,
     }
     proxy_env.pop("OCC_API_KEYS", None)
-    proxy = start(["occ_research.server.app:create_app", "--factory"], proxy_env, proxy_port)
+    proxy = start(["occ_research.server._app:create_app", "--factory"], proxy_env, proxy_port)
     url = f"http://127.0.0.1:{proxy_port}/v1/chat/completions"
     big = {"model": "gpt-4o", "messages": big_prompt(args.tokens)}
     stop = threading.Event()

@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from occ_research.evals.datasets import load_examples
+from occ_research._tokens import count_tokens
+from occ_research.evals._datasets import load_examples
 from occ_research.strategies import STRATEGIES, make_strategy
-from occ_research.tokens import count_tokens
 
 SIZES = [1_000, 10_000, 100_000]
 RATE = 0.25

@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 
-from occ_research.embeddings import default_embedder
-from occ_research.llm.local import RECENT_LOGPROBS
-from occ_research.presets import load_preset
+from occ_research._embeddings import default_embedder
+from occ_research._presets import load_preset
+from occ_research.llm._local import RECENT_LOGPROBS
 from occ_research.strategies import Strategy, make_strategy
-from occ_research.strategies.summarize import cached_llm
+from occ_research.strategies._summarize import cached_llm
 
 from .test_latency import RATE, prompt
 

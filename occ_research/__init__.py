@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from ._presets import Preset, list_presets, load_preset
+from ._tokens import DEFAULT_MODEL, count_tokens, encoding_name_for_model
 from .exceptions import (
     InvalidInputError,
     InvalidParameterError,
@@ -18,7 +20,6 @@ from .exceptions import (
     TokenizerError,
     UnknownNameError,
 )
-from .presets import Preset, list_presets, load_preset
 from .strategies import (
     CompressionResult,
     Pipeline,
@@ -29,7 +30,6 @@ from .strategies import (
     register_strategy,
     strategy_from_config,
 )
-from .tokens import DEFAULT_MODEL, count_tokens, encoding_name_for_model
 
 __version__ = "0.1.0"
 

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from . import DEFAULT_STRATEGY, compress, list_presets, list_strategies
+from ._tokens import DEFAULT_MODEL
 from .exceptions import InvalidInputError, OCCError
-from .tokens import DEFAULT_MODEL
 
 SOURCE_ROOT = Path(__file__).resolve().parent.parent
 
@@ -92,7 +92,7 @@ def _cmd_strategies(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from .demo import run_demo
+    from ._demo import run_demo
 
     print(run_demo(rate=args.rate, model=args.model))
     return 0
@@ -110,8 +110,8 @@ def _suite_path(name: str) -> Path:
 def _cmd_eval(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from .evals.report import write_report
-    from .evals.runner import load_suite, run_suite
+    from .evals._report import write_report
+    from .evals._runner import load_suite, run_suite
 
     suite = load_suite(_suite_path(args.suite))
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
@@ -131,8 +131,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _write_winner(run: Path, min_fidelity: float) -> None:
-    from .evals.select import select_winner, write_winner
-    from .presets import writable_preset_dir
+    from ._presets import writable_preset_dir
+    from .evals._select import select_winner, write_winner
 
     winner = select_winner(run, min_fidelity)
     if winner is None:
@@ -148,7 +148,7 @@ def _write_winner(run: Path, min_fidelity: float) -> None:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from .evals.report import write_report
+    from .evals._report import write_report
 
     print(f"report: {write_report(args.run)}")
     if args.select:
@@ -176,7 +176,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             f"no API keys configured (OCC_API_KEYS): refusing to listen on {args.host}, only on loopback"
         )
     uvicorn.run(
-        "occ_research.server.app:create_app",
+        "occ_research.server._app:create_app",
         factory=True,
         host=args.host,
         port=args.port,
@@ -239,7 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--workers", type=int, default=1)
-    p.add_argument("--config", help="server settings TOML (see occ_research/server/settings.py)")
+    p.add_argument("--config", help="server settings TOML (see occ_research/server/_settings.py)")
     p.set_defaults(handler=_cmd_serve)
 
     p = commands.add_parser("demo", help="compress real examples from the shared datasets and print a table")

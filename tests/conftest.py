@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from occ_research.evals.datasets import Example, load_examples
+from occ_research.evals._datasets import Example, load_examples
 from occ_research.strategies import STRATEGIES, Strategy, make_strategy
 
 STRATEGY_NAMES = STRATEGIES.names()

@@ -10,10 +10,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from occ_research.messages import default_question, normalize_prompt, text_slots
+from occ_research._messages import default_question, normalize_prompt, text_slots
+from occ_research._text import protected_blocks
+from occ_research._tokens import count_tokens
 from occ_research.strategies import CompressionResult, Strategy
-from occ_research.text import protected_blocks
-from occ_research.tokens import count_tokens
 
 from .conftest import STRATEGY_NAMES, build
 

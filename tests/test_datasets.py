@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from occ_research.evals import load_examples
-from occ_research.evals.datasets import Example
-from occ_research.evals.metrics import contains_answer, normalize_answer
+from occ_research.evals._datasets import Example
+from occ_research.evals._metrics import contains_answer, normalize_answer
 
 
 def test_nq_multidoc_places_gold_passage(nq_examples: list[Example]) -> None:

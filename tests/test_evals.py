@@ -11,10 +11,10 @@ import pytest
 
 from occ_research import InvalidInputError, load_preset
 from occ_research.evals import load_examples
-from occ_research.evals.metrics import METRICS, bootstrap_ratio, last_number, rouge, token_f1
-from occ_research.evals.report import pareto_front, summarize_run, write_report
-from occ_research.evals.runner import load_rows, load_suite, run_suite
-from occ_research.evals.select import select_winner, write_winner
+from occ_research.evals._metrics import METRICS, bootstrap_ratio, last_number, rouge, token_f1
+from occ_research.evals._report import pareto_front, summarize_run, write_report
+from occ_research.evals._runner import load_rows, load_suite, run_suite
+from occ_research.evals._select import select_winner, write_winner
 from occ_research.llm import LLM
 
 
@@ -46,7 +46,7 @@ def test_pareto_front() -> None:
 
 
 def test_sharegpt_redundancy_statistics(chat_examples: list) -> None:
-    from occ_research.evals.datasets import repeated_sentence_rate
+    from occ_research.evals._datasets import repeated_sentence_rate
 
     assert (
         repeated_sentence_rate(

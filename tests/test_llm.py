@@ -27,7 +27,7 @@ from occ_research.llm import (
     OpenAICompatibleLLM,
     make_llm,
 )
-from occ_research.llm.local import LOADED_MODELS, RECENT_LOGPROBS, embedded_model_path
+from occ_research.llm._local import LOADED_MODELS, RECENT_LOGPROBS, embedded_model_path
 
 HELLO = [{"role": "user", "content": "Say hello."}]
 

@@ -5,7 +5,7 @@ from typing import Any
 import pytest
 
 from occ_research import InvalidInputError, compress
-from occ_research.messages import default_question, normalize_prompt, text_slots
+from occ_research._messages import default_question, normalize_prompt, text_slots
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,7 @@ import textwrap
 import pytest
 
 from occ_research import compress
-from occ_research.evals.datasets import Example
+from occ_research.evals._datasets import Example
 
 
 def words(text: str) -> set[str]:
@@ -100,7 +100,7 @@ def test_llmlingua_peer_runs_offline_and_reports_missed_budgets(nq_examples: lis
 
 
 def test_llmlingua_without_the_extra_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
-    from occ_research.strategies import llmlingua_adapter
+    from occ_research.strategies import _llmlingua_adapter as llmlingua_adapter
 
     llmlingua_adapter.COMPRESSORS.clear()
     monkeypatch.setitem(sys.modules, "llmlingua", None)  # as if the peers extra were not installed
@@ -126,7 +126,7 @@ def test_llmlingua_shim_sets_what_promptcompressor_init_sets() -> None:
     """The adapter replaces PromptCompressor.__init__ (to hand it our cl100k): it must set the same attributes,
     with the same fixed values."""
     llmlingua = pytest.importorskip("llmlingua")
-    from occ_research.strategies import llmlingua_adapter
+    from occ_research.strategies import _llmlingua_adapter as llmlingua_adapter
 
     theirs = _self_assignments(
         ast.parse(textwrap.dedent(inspect.getsource(llmlingua.PromptCompressor.__init__)))

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
+from occ_research._registry import Registry
 from occ_research.exceptions import UnknownNameError
-from occ_research.registry import Registry
 
 
 def test_lazy_entries_import_on_first_lookup_and_typos_get_suggestions() -> None:

@@ -28,9 +28,9 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route as HttpRoute
 
 from occ_research.exceptions import OCCError
-from occ_research.llm.local import LocalLLM
+from occ_research.llm._local import LocalLLM
 from occ_research.server import Route, Settings, create_app, uvicorn_options
-from occ_research.strategies.rankers import Bm25Strategy
+from occ_research.strategies._rankers import Bm25Strategy
 
 KEY = "sk-test-key"
 JSON_AUTH = {"authorization": f"Bearer {KEY}", "content-type": "application/json"}
@@ -748,7 +748,7 @@ def _is_valid(kind: str, value: Any) -> bool:
     ):
         return False
     try:
-        from occ_research.messages import normalize_prompt
+        from occ_research._messages import normalize_prompt
 
         normalize_prompt(value.get("messages"))
     except Exception:

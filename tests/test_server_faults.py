@@ -18,7 +18,7 @@ import openai
 import pytest
 
 from occ_research.server import Route, Settings, create_app
-from occ_research.strategies.rankers import Bm25Strategy
+from occ_research.strategies._rankers import Bm25Strategy
 from tests import test_server
 from tests.test_server import KEY, LONG, UPSTREAM_EVENTS, sdk
 

@@ -16,7 +16,7 @@ import pytest
 
 from occ_research.cli import main
 from occ_research.server import Route, Settings, SettingsError, create_app
-from occ_research.server.compression import selectable_presets, uses_model
+from occ_research.server._compression import selectable_presets, uses_model
 from occ_research.strategies import make_strategy
 from tests import test_server
 from tests.test_server import KEY, LONG

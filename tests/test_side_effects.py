@@ -19,10 +19,10 @@ import sklearn  # noqa: F401  # sets variables of its own (KMP_*) when first imp
 
 from occ_research import compress
 from occ_research._model_cache import ModelCache
-from occ_research.evals.datasets import Example
+from occ_research.evals._datasets import Example
 from occ_research.strategies import Candidates, Choice, Pipeline, make_strategy
-from occ_research.strategies.dedup import DedupStrategy
-from occ_research.strategies.rankers import Bm25Strategy
+from occ_research.strategies._dedup import DedupStrategy
+from occ_research.strategies._rankers import Bm25Strategy
 
 from .conftest import STRATEGY_NAMES, build
 
@@ -70,14 +70,14 @@ def test_a_fresh_process_imports_no_mock_and_writes_no_environment() -> None:
         before = dict(os.environ)
         import occ_research
         from occ_research import compress
-        from occ_research.tokens import count_tokens
+        from occ_research._tokens import count_tokens
         count_tokens("hello", "gpt-4o"), count_tokens("hello", "gpt-4")
         for name in {FAST_STRATEGIES!r}:
             compress("Alpha beta gamma. Delta epsilon. " * 40, name, rate=0.5)
         mock = "unittest.mock" in sys.modules
         changes = changed(before)
         import datasets
-        from occ_research.evals.datasets import load_examples
+        from occ_research.evals._datasets import load_examples
         before = dict(os.environ)
         load_examples("gsm8k-cot", n=2)
         changes += changed(before)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from occ_research import InvalidParameterError, UnknownNameError, compress, make_strategy
-from occ_research.evals.datasets import Example
-from occ_research.evals.metrics import contains_answer
+from occ_research.evals._datasets import Example
+from occ_research.evals._metrics import contains_answer
 from occ_research.strategies import Pipeline, strategy_from_config
 
 from .conftest import STRATEGY_NAMES, build
@@ -112,7 +112,7 @@ def test_dedup_marks_exact_and_near_copies() -> None:
 def test_dedup_on_real_duplicated_chats(chat_examples: list[Example]) -> None:
     import json
 
-    from occ_research.evals.datasets import data_dir
+    from occ_research.evals._datasets import data_dir
 
     rows = json.loads((data_dir() / "fastchat_dummy_conversation" / "dummy_conversation.json").read_text())
     history = [

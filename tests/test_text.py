@@ -3,7 +3,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from occ_research.text import join_atoms, protected_blocks, split_sentences, split_text
+from occ_research._text import join_atoms, protected_blocks, split_sentences, split_text
 
 
 def sentences(text: str) -> list[str]:

@@ -3,8 +3,8 @@ from __future__ import annotations
 import pytest
 
 from occ_research import count_tokens, encoding_name_for_model
+from occ_research._tokens import ENCODING_SHA256, get_encoding
 from occ_research.exceptions import TokenizerError
-from occ_research.tokens import ENCODING_SHA256, get_encoding
 
 # The example conversation of OpenAI's cookbook "How to count tokens with tiktoken"; the cookbook reports
 # 129 prompt tokens for gpt-4 / gpt-3.5-turbo (cl100k_base) and 124 for gpt-4o (o200k_base), as the API does.

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import os
 
-from .base import LLM, ChatResponse, LLMError, LLMResponseError, LLMTimeoutError, LLMUpstreamError
-from .cache import CachedLLM, CallCache
-from .local import LocalLLM, LocalModelError
-from .openai_compat import OpenAICompatibleLLM
+from ._base import LLM, ChatResponse, LLMError, LLMResponseError, LLMTimeoutError, LLMUpstreamError
+from ._cache import CachedLLM, CallCache
+from ._local import LocalLLM, LocalModelError
+from ._openai_compat import OpenAICompatibleLLM
 
 
 def make_llm(

@@ -13,8 +13,8 @@ state.py        what the app holds while it runs
 app.py          the app factory and its lifespan
 """
 
-from .app import create_app
-from .protocol import uvicorn_options
-from .settings import Route, Settings, SettingsError
+from ._app import create_app
+from ._protocol import uvicorn_options
+from ._settings import Route, Settings, SettingsError
 
 __all__ = ["Route", "Settings", "SettingsError", "create_app", "uvicorn_options"]

@@ -6,25 +6,28 @@ Users: ``make_strategy(name, **params)``, ``strategy_from_config``, ``list_strat
 A new strategy goes in a module of its own here (and is imported below so that it registers): a dataclass
 subclass of ``Strategy`` (or ``RankingStrategy``), decorated with ``register_strategy(name)``, whose fields
 are declared with ``param``; it implements ``_choose(candidates) -> Choice`` (or ``_score(candidates)``),
-with the helpers of ``selection.py``. The contract test then covers it the day it is registered.
+with the helpers of ``_selection.py``. The contract test then covers it the day it is registered.
 
-    base.py       Strategy, RankingStrategy, and the preparation step every compression shares
-    params.py     param(), parameter and budget checks
-    selection.py  Candidates, Choice, Unit, fit_by_score, Allowance, trim_to_tokens, coarse_cut
-    layout.py     text -> units -> text (protected atoms, speaker labels, whitespace)
-    results.py    CompressionResult, TraceEntry
-    registry.py   register_strategy, make_strategy, strategy_from_config
+    _base.py       Strategy, RankingStrategy, and the preparation step every compression shares
+    _params.py     param(), parameter and budget checks
+    _selection.py  Candidates, Choice, Unit, fit_by_score, Allowance, trim_to_tokens, coarse_cut
+    _layout.py     text -> units -> text (protected atoms, speaker labels, whitespace)
+    _results.py    CompressionResult, TraceEntry
+    _registry.py   register_strategy, make_strategy, strategy_from_config
+    _baselines.py, _rankers.py, _dedup.py, _pipeline.py, _embed.py, _selfinfo.py, _summarize.py,
+    _llmlingua_adapter.py: the built-in strategies
 """
 
-from . import baselines, dedup, embed, llmlingua_adapter, pipeline, rankers, selfinfo, summarize
-from .base import RankingStrategy, Strategy
-from .params import GRANULARITIES, Granularity, check_budget, param
-from .pipeline import Pipeline
-from .registry import STRATEGIES, make_strategy, register_strategy, strategy_from_config
-from .results import CompressionResult, TraceEntry
-from .selection import Allowance, Candidates, Choice, Unit, coarse_cut, fit_by_score, trim_to_tokens
+# importing the strategy modules registers them
+from . import _baselines, _dedup, _embed, _llmlingua_adapter, _rankers, _selfinfo, _summarize
+from ._base import RankingStrategy, Strategy
+from ._params import GRANULARITIES, Granularity, check_budget, param
+from ._pipeline import Pipeline
+from ._registry import STRATEGIES, make_strategy, register_strategy, strategy_from_config
+from ._results import CompressionResult, TraceEntry
+from ._selection import Allowance, Candidates, Choice, Unit, coarse_cut, fit_by_score, trim_to_tokens
 
-_ = (baselines, dedup, embed, llmlingua_adapter, pipeline, rankers, selfinfo, summarize)  # registered
+_ = (_baselines, _dedup, _embed, _llmlingua_adapter, _rankers, _selfinfo, _summarize)
 
 
 def list_strategies() -> dict[str, str]:

@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .metrics import bootstrap_ratio
-from .runner import load_rows
+from ._metrics import bootstrap_ratio
+from ._runner import load_rows
 
 
 def summarize_run(rows: Any, seed: int = 0, price_per_million_tokens: float = 2.5) -> Any:

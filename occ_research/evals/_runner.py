@@ -32,13 +32,13 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from .._messages import text_slots
+from .._presets import load_preset
 from ..exceptions import InvalidParameterError, PresetError
 from ..llm import LLM, make_llm
-from ..messages import text_slots
-from ..presets import load_preset
 from ..strategies import STRATEGIES, Strategy, strategy_from_config
-from .datasets import Example, load_examples
-from .metrics import METRICS, contains_answer, normalize_answer
+from ._datasets import Example, load_examples
+from ._metrics import METRICS, contains_answer, normalize_answer
 
 BASELINES = ("identity", "truncate", "random")
 TASK_METRIC = {

@@ -6,11 +6,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..embeddings import default_embedder
-from .base import RankingStrategy
-from .params import GRANULARITIES, param
-from .registry import register_strategy
-from .selection import Candidates
+from .._embeddings import default_embedder
+from ._base import RankingStrategy
+from ._params import GRANULARITIES, param
+from ._registry import register_strategy
+from ._selection import Candidates
 
 
 @register_strategy("embed")

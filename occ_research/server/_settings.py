@@ -39,7 +39,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ..exceptions import OCCError
-from .auth import parse_keys
+from ._auth import parse_keys
 
 
 class SettingsError(OCCError):

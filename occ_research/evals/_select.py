@@ -15,8 +15,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .report import summarize_run
-from .runner import load_rows
+from ._report import summarize_run
+from ._runner import load_rows
 
 
 def select_winner(

@@ -6,10 +6,10 @@ from dataclasses import dataclass
 
 import aiohttp
 
-from .compression import CompressionPool, Presets
-from .local import LocalUpstream
-from .observe import Metrics
-from .settings import Settings
+from ._compression import CompressionPool, Presets
+from ._local import LocalUpstream
+from ._observe import Metrics
+from ._settings import Settings
 
 
 @dataclass(frozen=True)

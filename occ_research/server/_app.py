@@ -23,12 +23,12 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.routing import Route as HttpRoute
 
-from . import routes
-from .compression import CompressionPool, Presets, load_presets, warm_up
-from .local import LocalUpstream
-from .observe import Metrics, Observer, access_log
-from .settings import Settings
-from .state import ServerState
+from . import _routes as routes
+from ._compression import CompressionPool, Presets, load_presets, warm_up
+from ._local import LocalUpstream
+from ._observe import Metrics, Observer, access_log
+from ._settings import Settings
+from ._state import ServerState
 
 
 def create_app(settings: Settings | None = None) -> Starlette:

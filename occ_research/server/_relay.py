@@ -26,7 +26,7 @@ from multidict import CIMultiDictProxy
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
-from .wire import (
+from ._wire import (
     RELAYED_HEADERS,
     RELAYED_PREFIX,
     ends_with_done,

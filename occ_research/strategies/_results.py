@@ -6,8 +6,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from ..messages import Message, text_slots
-from .selection import Choice, Unit
+from .._messages import Message, text_slots
+from ._selection import Choice, Unit
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,8 +19,8 @@ from typing import Any
 import anyio
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
-from ..llm.local import LocalLLM, LocalModelError
-from .wire import LOCAL_PARAMETERS, SSE_DONE, error, sse, sse_error
+from ..llm._local import LocalLLM, LocalModelError
+from ._wire import LOCAL_PARAMETERS, SSE_DONE, error, sse, sse_error
 
 log = logging.getLogger("occ_research.server")
 

@@ -23,12 +23,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from ..messages import Message, Slot, normalize_prompt, replace_texts, text_slots
-from ..tokens import DEFAULT_MODEL, count_messages_tokens
-from .layout import Layout, QuestionSpan, fit_after_render, resolve_question
-from .params import Granularity, check_budget, check_param
-from .results import CompressionResult, trace_of
-from .selection import Candidates, Choice, fit_by_score
+from .._messages import Message, Slot, normalize_prompt, replace_texts, text_slots
+from .._tokens import DEFAULT_MODEL, count_messages_tokens
+from ._layout import Layout, QuestionSpan, fit_after_render, resolve_question
+from ._params import Granularity, check_budget, check_param
+from ._results import CompressionResult, trace_of
+from ._selection import Candidates, Choice, fit_by_score
 
 
 @dataclass(frozen=True)
@@ -97,7 +97,7 @@ class Strategy:
 
     def clone(self, **changes: Any) -> Strategy:
         """A copy with some parameters changed (nested strategies are copied too)."""
-        from .registry import strategy_from_config  # the registry builds strategies: it imports this module
+        from ._registry import strategy_from_config  # the registry builds strategies: it imports this module
 
         return strategy_from_config({**self.config(), **changes})
 

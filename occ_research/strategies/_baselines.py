@@ -7,10 +7,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .base import RankingStrategy, Strategy
-from .params import GRANULARITIES, param
-from .registry import register_strategy
-from .selection import Allowance, Candidates, Choice, Unit
+from ._base import RankingStrategy, Strategy
+from ._params import GRANULARITIES, param
+from ._registry import register_strategy
+from ._selection import Allowance, Candidates, Choice, Unit
 
 
 @register_strategy("identity")

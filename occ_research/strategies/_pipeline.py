@@ -8,11 +8,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..exceptions import InvalidParameterError
-from .base import Prepared, Strategy
-from .dedup import DedupStrategy
-from .rankers import Bm25Strategy
-from .registry import register_strategy
-from .results import CompressionResult
+from ._base import Prepared, Strategy
+from ._dedup import DedupStrategy
+from ._rankers import Bm25Strategy
+from ._registry import register_strategy
+from ._results import CompressionResult
 
 
 @register_strategy("pipeline")

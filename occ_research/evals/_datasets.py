@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .._messages import Message
+from .._registry import Registry
 from ..exceptions import InvalidInputError
-from ..messages import Message
-from ..registry import Registry
 
 Loader = Callable[..., list["Example"]]
 DATASETS: Registry[Loader] = Registry("dataset")
@@ -239,9 +239,9 @@ def _examples(
 def repeated_sentence_rate(messages: list[Message], min_words: int = 6) -> float:
     """Share of a conversation's sentences (of ``min_words`` or more) that repeat an earlier one, normalised
     for case and punctuation: how much a deduplicating strategy can remove from it."""
-    from ..messages import text_slots
-    from ..text import split_sentences
-    from .metrics import normalize_answer
+    from .._messages import text_slots
+    from .._text import split_sentences
+    from ._metrics import normalize_answer
 
     seen: set[str] = set()
     total = repeated = 0

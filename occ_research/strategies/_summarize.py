@@ -9,12 +9,12 @@ from functools import cache
 
 from ..exceptions import OCCError
 from ..llm import LLM, make_llm
-from ..llm.prompts import LATEST, render
-from .base import Strategy
-from .params import param
-from .rankers import Bm25Strategy
-from .registry import make_strategy, register_strategy
-from .selection import Candidates, Choice, Unit, coarse_cut, trim_to_tokens
+from ..llm._prompts import LATEST, render
+from ._base import Strategy
+from ._params import param
+from ._rankers import Bm25Strategy
+from ._registry import make_strategy, register_strategy
+from ._selection import Candidates, Choice, Unit, coarse_cut, trim_to_tokens
 
 WORDS_PER_TOKEN = 0.75  # English prose: about three words per four tokens
 

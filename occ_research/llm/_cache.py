@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .base import LLM, ChatResponse
+from ._base import LLM, ChatResponse
 
 
 def default_cache_path() -> Path:

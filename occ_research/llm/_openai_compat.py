@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 
-from .base import LLM, ChatResponse, LLMError, LLMResponseError, LLMTimeoutError, LLMUpstreamError
+from ._base import LLM, ChatResponse, LLMError, LLMResponseError, LLMTimeoutError, LLMUpstreamError
 
 RETRY_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504})
 

@@ -8,9 +8,9 @@ import difflib
 from collections.abc import Mapping
 from typing import Any
 
+from .._registry import Registry
 from ..exceptions import InvalidParameterError
-from ..registry import Registry
-from .base import Strategy
+from ._base import Strategy
 
 STRATEGIES: Registry[type[Strategy]] = Registry("strategy")
 

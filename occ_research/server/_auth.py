@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 from starlette.requests import Request
 from starlette.responses import Response
 
-from .wire import error
+from ._wire import error
 
 
 def parse_keys(text: str) -> list[str]:

@@ -7,13 +7,13 @@ import re
 from dataclasses import dataclass
 from typing import ClassVar
 
-from ..llm.local import LocalLLM
-from ..tokens import count_text_tokens
-from .base import Strategy
-from .params import param
-from .rankers import Bm25Strategy
-from .registry import register_strategy
-from .selection import Allowance, Candidates, Choice, Unit, coarse_cut
+from .._tokens import count_text_tokens
+from ..llm._local import LocalLLM
+from ._base import Strategy
+from ._params import param
+from ._rankers import Bm25Strategy
+from ._registry import register_strategy
+from ._selection import Allowance, Candidates, Choice, Unit, coarse_cut
 
 _PIECE = {
     "word": re.compile(r"\S+"),

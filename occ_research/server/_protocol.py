@@ -13,7 +13,7 @@ from typing import Any
 
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from .settings import Settings
+from ._settings import Settings
 
 DEFAULT_HEADER_TIMEOUT = 10.0
 

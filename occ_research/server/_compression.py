@@ -22,12 +22,12 @@ from typing import Any, TypeVar
 
 import anyio
 
+from .._presets import Preset, load_preset, preset_files, writable_preset_dir
+from .._tokens import ENCODING_SHA256, count_tokens, get_encoding
 from ..exceptions import OCCError, PresetError
-from ..presets import Preset, load_preset, preset_files, writable_preset_dir
 from ..strategies import Strategy
-from ..tokens import ENCODING_SHA256, count_tokens, get_encoding
-from .settings import Settings
-from .wire import header_value
+from ._settings import Settings
+from ._wire import header_value
 
 DEFAULT_PRESET = "bm25-q25"
 WARM_UP_PROMPT = [{"role": "user", "content": "One sentence to warm up. Another one follows here. Why?"}]

@@ -7,12 +7,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..tokens import count_text_tokens
-from .base import Strategy
-from .params import GRANULARITIES, param
-from .rankers import terms
-from .registry import register_strategy
-from .selection import Candidates, Choice, Unit
+from .._tokens import count_text_tokens
+from ._base import Strategy
+from ._params import GRANULARITIES, param
+from ._rankers import terms
+from ._registry import register_strategy
+from ._selection import Candidates, Choice, Unit
 
 _WORD_MULTIPLIER = np.uint64(1_000_003)
 _FOLD = np.random.default_rng(0).integers(1, 1 << 63, size=512, dtype=np.uint64) | np.uint64(1)

@@ -12,10 +12,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..tokens import encoding_for_model
+from .._tokens import encoding_for_model
 
 if TYPE_CHECKING:
-    from .base import Strategy
+    from ._base import Strategy
 
 MIN_TRIM_TOKENS = 4  # below this, filling the budget with a cut sentence adds noise, not information
 

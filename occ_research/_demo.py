@@ -6,12 +6,12 @@ import statistics
 from collections.abc import Sequence
 from typing import Any
 
-from .evals.datasets import Example, load_examples
-from .evals.metrics import contains_answer
-from .messages import text_slots
-from .presets import list_presets, load_preset
+from ._messages import text_slots
+from ._presets import list_presets, load_preset
+from ._tokens import DEFAULT_MODEL
+from .evals._datasets import Example, load_examples
+from .evals._metrics import contains_answer
 from .strategies import STRATEGIES, Pipeline, Strategy, make_strategy
-from .tokens import DEFAULT_MODEL
 
 
 def uses_model(strategy: Strategy) -> bool:

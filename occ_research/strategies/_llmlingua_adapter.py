@@ -16,14 +16,14 @@ from pathlib import Path
 from typing import Any
 
 from .._model_cache import ModelCache
+from .._tokens import get_encoding
 from ..exceptions import OCCError
-from ..llm.local import embedded_model_path
-from ..tokens import get_encoding
-from .base import Strategy
-from .params import GRANULARITIES, param
-from .rankers import Bm25Strategy
-from .registry import register_strategy
-from .selection import Candidates, Choice, Unit, coarse_cut
+from ..llm._local import embedded_model_path
+from ._base import Strategy
+from ._params import GRANULARITIES, param
+from ._rankers import Bm25Strategy
+from ._registry import register_strategy
+from ._selection import Candidates, Choice, Unit, coarse_cut
 
 INSTALL = 'the llmlingua strategy needs the peers extra: pip install -e ".[peers]"'
 LONGLLMLINGUA = {
