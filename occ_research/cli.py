@@ -10,15 +10,12 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from . import DEFAULT_STRATEGY, compress, list_presets, list_strategies
 from ._tokens import DEFAULT_MODEL
 from .exceptions import InvalidInputError, OCCError
-
-SOURCE_ROOT = Path(__file__).resolve().parent.parent
 
 
 def _param(text: str) -> tuple[str, Any]:
@@ -92,41 +89,29 @@ def _cmd_strategies(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from ._demo import run_demo
+    from .evals import run_demo
 
     print(run_demo(rate=args.rate, model=args.model))
     return 0
 
 
-def _suite_path(name: str) -> Path:
-    """A suite by path, or by name in ./evals or the source checkout's evals/."""
-    candidates = [Path(name), Path.cwd() / "evals" / f"{name}.toml", SOURCE_ROOT / "evals" / f"{name}.toml"]
-    for candidate in candidates:
-        if candidate.is_file():
-            return candidate
-    raise InvalidInputError(f"suite not found: {name} (looked for {name} and evals/{name}.toml)")
-
-
 def _cmd_eval(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from .evals._report import write_report
-    from .evals._runner import load_suite, run_suite
+    from .evals import evaluate, find_suite, load_suite
 
-    suite = load_suite(_suite_path(args.suite))
-    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-    output = Path(args.output) if args.output else Path("evals") / "runs" / f"{suite.name}-{stamp}"
-    run_suite(
-        suite,
-        output,
+    suite = load_suite(find_suite(args.suite))
+    run = evaluate(
+        args.suite,
+        args.output,
         limit=args.limit,
         progress=lambda it, n: tqdm(it, total=n, desc=suite.name, unit="example"),
     )
-    print(f"report: {write_report(output)}")
+    print(f"report: {run / 'report.md'}")
     if args.limit is not None:
         print("winner: not elected from a --limit run (a smoke run); winner.toml unchanged")
     elif not args.no_winner:
-        _write_winner(output, suite.min_fidelity)
+        _write_winner(run, suite.min_fidelity)
     return 0
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from occ_research import InvalidInputError, load_preset
+from occ_research import DatasetError, load_preset
 from occ_research.evals import load_examples
 from occ_research.evals._metrics import METRICS, bootstrap_ratio, last_number, rouge, token_f1
 from occ_research.evals._report import pareto_front, summarize_run, write_report
@@ -82,7 +82,7 @@ def test_hub_datasets_fail_clearly_offline(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
     monkeypatch.setattr(datasets.config, "HF_DATASETS_OFFLINE", True)
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
-    with pytest.raises(InvalidInputError, match="cannot load 'no-such-org/no-such-set'"):
+    with pytest.raises(DatasetError, match="cannot load 'no-such-org/no-such-set'"):
         load_examples("hub", dataset="no-such-org/no-such-set", n=2)
 
 

@@ -7,7 +7,6 @@ working directory or next to the source checkout.
 from __future__ import annotations
 
 import json
-import os
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -15,8 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from .._messages import Message
+from .._paths import data_dir
 from .._registry import Registry
-from ..exceptions import InvalidInputError
+from ..exceptions import DatasetError
 
 Loader = Callable[..., list["Example"]]
 DATASETS: Registry[Loader] = Registry("dataset")
@@ -38,22 +38,6 @@ class Example:
     task: str = "qa"  # qa | summary | chat | math | retrieval
 
 
-def data_dir() -> Path:
-    """The shared data folder (see the module docstring)."""
-    if os.environ.get("OCC_DATA_DIR"):
-        return Path(os.environ["OCC_DATA_DIR"])
-    candidates = [
-        Path.cwd().parent / "shared" / "data",
-        Path(__file__).resolve().parents[3] / "shared" / "data",
-    ]
-    for candidate in candidates:
-        if candidate.is_dir():
-            return candidate
-    raise InvalidInputError(
-        "shared data folder not found: set OCC_DATA_DIR to the folder holding the datasets"
-    )
-
-
 def _read_json(path: str | Path, limit: int | None = None) -> Any:
     """A local JSON Lines file (or .gz) as a ``datasets.Dataset``, its first ``limit`` rows if given.
 
@@ -69,7 +53,7 @@ def _read_json(path: str | Path, limit: int | None = None) -> Any:
 def _rows(relative: str, limit: int | None = None) -> list[dict[str, Any]]:
     path = data_dir() / relative
     if not path.is_file():
-        raise InvalidInputError(f"dataset file not found: {path}")
+        raise DatasetError(f"dataset file not found: {path}")
     return [dict(row) for row in _read_json(path, limit)]
 
 
@@ -216,7 +200,7 @@ def hub(
     try:
         table = datasets.load_dataset(dataset, config, split=split if n is None else f"{split}[:{n}]")
     except Exception as exc:  # the library raises many kinds (connection, missing cache, bad split)
-        raise InvalidInputError(f"cannot load {dataset!r} from the hub or the local cache: {exc}") from exc
+        raise DatasetError(f"cannot load {dataset!r} from the hub or the local cache: {exc}") from exc
     return _examples(table, dataset, context_field, question_field, answers_field, task)
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import numbers
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -91,29 +93,38 @@ def write_report(run: str | Path) -> Path:
             "nq-multidoc distractors are other questions' gold passages drawn at random, not retrieved.",
         ]
     for dataset, table in summary.groupby("dataset", sort=False):
-        lines += ["", f"## {dataset}", "", _markdown(table.drop(columns=["dataset"]))]
+        lines += ["", f"## {dataset}", "", markdown_table(table.drop(columns=["dataset"]).to_dict("records"))]
     lines += ["", *[f"![{p.stem}]({p.name})" for p in plots]]
     report = run / "report.md"
     report.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return report
 
 
-def _markdown(table: Any) -> str:
-    columns = list(table.columns)
-    out = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    for _, row in table.iterrows():
-        cells = []
-        for column in columns:
-            value = row[column]
-            cells.append(
-                "-"
-                if value is None or value != value
-                else f"{value:.3f}"
-                if isinstance(value, float)
-                else str(value)
-            )
-        out.append("| " + " | ".join(cells) + " |")
-    return "\n".join(out)
+def markdown_table(
+    records: Sequence[Mapping[str, Any]], columns: Mapping[str, tuple[str, str]] | None = None
+) -> str:
+    """A Markdown table: one row per record; ``columns`` maps a key to its header and format spec (default:
+    every key, floats with 3 decimals). Numbers are right-aligned; None and NaN print as "-"."""
+    columns = columns or {key: (key, "") for key in (records[0] if records else {})}
+
+    def cell(value: Any, spec: str) -> str:
+        if value is None or value != value:  # NaN is not equal to itself
+            return "-"
+        if isinstance(value, numbers.Real) and not isinstance(value, bool):
+            return format(value, spec or (".3f" if isinstance(value, float) else ""))
+        return str(value)
+
+    def numeric(key: str) -> bool:
+        values = [r[key] for r in records if r[key] is not None]
+        return bool(values) and all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in values)
+
+    lines = [
+        "| " + " | ".join(header for header, _ in columns.values()) + " |",
+        "|" + "".join("---:|" if numeric(key) else "---|" for key in columns),
+    ]
+    for record in records:
+        lines.append("| " + " | ".join(cell(record[key], spec) for key, (_, spec) in columns.items()) + " |")
+    return "\n".join(lines)
 
 
 def _plots(summary: Any, run: Path) -> list[Path]:

@@ -34,7 +34,7 @@ from typing import Any
 
 from .._messages import text_slots
 from .._presets import load_preset
-from ..exceptions import InvalidParameterError, PresetError
+from ..exceptions import SuiteError
 from ..llm import LLM, make_llm
 from ..strategies import STRATEGIES, Strategy, strategy_from_config
 from ._datasets import Example, load_examples
@@ -73,19 +73,19 @@ def load_suite(path: str | Path) -> Suite:
     try:
         config = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise PresetError(f"cannot read suite {path}: {exc}") from exc
+        raise SuiteError(f"cannot read suite {path}: {exc}") from exc
     specs = [_spec(s) for s in config.get("strategies", [])]
     names = {s.get("label", s["strategy"]) for s in specs}
     specs = [{"strategy": b} for b in BASELINES if b not in names] + specs
     if len({s.get("label", s["strategy"]) for s in specs}) != len(specs):
-        raise InvalidParameterError("suite strategies need distinct labels (add label = ...)")
+        raise SuiteError(f"suite {path}: strategies need distinct labels (add label = ...)")
     for spec in specs:
         label = spec.pop("label", spec["strategy"])
         strategy_from_config(spec).validate()  # fail before any work is done
         spec["label"] = label
     budgets = [float(b) for b in config.get("budgets", [0.5])]
     if not budgets or any(not 0 < b <= 1 for b in budgets):
-        raise InvalidParameterError(f"suite budgets must be rates in (0, 1], got {budgets}")
+        raise SuiteError(f"suite {path}: budgets must be rates in (0, 1], got {budgets}")
     return Suite(
         name=str(config.get("name", path.stem)),
         datasets=list(config.get("datasets", [])),

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import os
 
-from ._base import LLM, ChatResponse, LLMError, LLMResponseError, LLMTimeoutError, LLMUpstreamError
+from ..exceptions import LLMError, LLMResponseError, LLMTimeoutError, LLMUpstreamError, LocalModelError
+from ._base import LLM, ChatResponse
 from ._cache import CachedLLM, CallCache
-from ._local import LocalLLM, LocalModelError
+from ._local import LocalLLM
 from ._openai_compat import OpenAICompatibleLLM
 
 

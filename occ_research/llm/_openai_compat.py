@@ -12,7 +12,8 @@ from typing import Any
 
 import httpx
 
-from ._base import LLM, ChatResponse, LLMError, LLMResponseError, LLMTimeoutError, LLMUpstreamError
+from ..exceptions import LLMError, LLMResponseError, LLMTimeoutError, LLMUpstreamError
+from ._base import LLM, ChatResponse
 
 RETRY_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504})
 

@@ -13,8 +13,9 @@ state.py        what the app holds while it runs
 app.py          the app factory and its lifespan
 """
 
+from ..exceptions import SettingsError
 from ._app import create_app
 from ._protocol import uvicorn_options
-from ._settings import Route, Settings, SettingsError
+from ._settings import Route, Settings
 
 __all__ = ["Route", "Settings", "SettingsError", "create_app", "uvicorn_options"]

@@ -19,7 +19,8 @@ from typing import Any
 import anyio
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
-from ..llm._local import LocalLLM, LocalModelError
+from ..exceptions import LocalModelError
+from ..llm._local import LocalLLM
 from ._wire import LOCAL_PARAMETERS, SSE_DONE, error, sse, sse_error
 
 log = logging.getLogger("occ_research.server")

@@ -38,12 +38,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from ..exceptions import OCCError
+from ..exceptions import SettingsError
 from ._auth import parse_keys
-
-
-class SettingsError(OCCError):
-    """The server's settings file, keys file or environment cannot be used; the message names where."""
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ with the helpers of ``_selection.py``. The contract test then covers it the day 
 
 # importing the strategy modules registers them
 from . import _baselines, _dedup, _embed, _llmlingua_adapter, _rankers, _selfinfo, _summarize
-from ._base import RankingStrategy, Strategy
+from ._base import RankingStrategy, Strategy, runs_model
 from ._params import GRANULARITIES, Granularity, check_budget, param
 from ._pipeline import Pipeline
 from ._registry import STRATEGIES, make_strategy, register_strategy, strategy_from_config
@@ -59,6 +59,7 @@ __all__ = [
     "make_strategy",
     "param",
     "register_strategy",
+    "runs_model",
     "strategy_from_config",
     "trim_to_tokens",
 ]

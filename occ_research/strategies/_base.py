@@ -248,6 +248,17 @@ class RankingStrategy(Strategy):
         return fit_by_score(candidates, candidates.scratch["scores"])
 
 
+def runs_model(strategy: Strategy) -> bool:
+    """Whether the strategy, or any strategy among its parameters (a pipeline's steps), runs a model."""
+    nested = [
+        item
+        for value in strategy.get_params().values()
+        for item in (value if isinstance(value, list | tuple) else [value])
+        if isinstance(item, Strategy)
+    ]
+    return strategy.uses_model or any(runs_model(step) for step in nested)
+
+
 def _config_value(value: Any) -> Any:
     if isinstance(value, Strategy):
         return value.config()

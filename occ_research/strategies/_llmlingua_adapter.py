@@ -17,7 +17,7 @@ from typing import Any
 
 from .._model_cache import ModelCache
 from .._tokens import get_encoding
-from ..exceptions import OCCError
+from ..exceptions import PeerUnavailableError
 from ..llm._local import embedded_model_path
 from ._base import Strategy
 from ._params import GRANULARITIES, param
@@ -34,10 +34,6 @@ LONGLLMLINGUA = {
     "condition_compare": True,
     "context_budget": "+100",
 }
-
-
-class PeerUnavailableError(OCCError):
-    """The optional peer package (or what it needs) is not installed."""
 
 
 @register_strategy("llmlingua")
