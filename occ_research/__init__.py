@@ -3,6 +3,11 @@
 >>> from occ_research import compress
 >>> result = compress(messages, "bm25", rate=0.5)
 >>> result.messages, result.original_tokens, result.compressed_tokens
+
+The public faces: this module (compression, presets, token counting, every error),
+``occ_research.strategies`` (strategies and the toolkit for writing one), ``occ_research.evals``
+(``evaluate`` and what it is made of), ``occ_research.llm`` (LLM back ends) and ``occ_research.server``
+(the reference endpoint). Modules whose names start with ``_`` are the implementation.
 """
 
 from __future__ import annotations

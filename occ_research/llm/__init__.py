@@ -3,6 +3,10 @@
 ``make_llm("local")`` is the embedded SmolLM2 model, ``make_llm("gpt-4o-mini")`` uses OpenAI, and
 ``make_llm("my-model", base_url="http://localhost:8000/v1")`` any OpenAI-compatible server (vLLM, Ollama,
 llama.cpp's server).
+
+A new back end subclasses ``LLM`` (``_base.py``: ``chat`` and ``achat``) in a module of its own and is
+chosen in ``make_llm``. ``_openai_compat.py`` (httpx, retries), ``_local.py`` (llama-cpp-python, token
+log-probabilities), ``_cache.py`` (SQLite call cache), ``_prompts.py`` (versioned summarisation prompts).
 """
 
 from __future__ import annotations

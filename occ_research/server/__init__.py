@@ -1,16 +1,19 @@
 """The reference endpoint: OpenAI's POST /v1/chat/completions, compressing every prompt on the way.
 
-wire.py         the OpenAI wire format: bodies, error bodies, SSE frames, the local model's parameters
-settings.py     settings from TOML and the environment, with one-line errors naming file and line
-auth.py         client keys; loopback Host and Origin without keys
-compression.py  the presets offered; compression off the event loop within a time budget
-relay.py        forwarding to an upstream, relaying its answer or stream, mapping its faults
-local.py        the in-process GGUF model as an upstream
-observe.py      Prometheus metrics and the access log
-protocol.py     uvicorn's HTTP protocol with a header timeout (slow clients)
-routes.py       the HTTP routes
-state.py        what the app holds while it runs
-app.py          the app factory and its lifespan
+Public: ``create_app``, ``Settings``, ``Route``, ``uvicorn_options``. A server feature goes in the module
+whose job it is (one job each):
+
+_wire.py        the OpenAI wire format: bodies, error bodies, SSE frames, the local model's parameters
+_settings.py    settings from TOML and the environment, with one-line errors naming file and line
+_auth.py        client keys; loopback Host and Origin without keys
+_compression.py the presets offered; compression off the event loop within a time budget
+_relay.py       forwarding to an upstream, relaying its answer or stream, mapping its faults
+_local.py       the in-process GGUF model as an upstream
+_observe.py     Prometheus metrics and the access log
+_protocol.py    uvicorn's HTTP protocol with a header timeout (slow clients)
+_routes.py      the HTTP routes
+_state.py       what the app holds while it runs
+_app.py         the app factory and its lifespan
 """
 
 from ..exceptions import SettingsError
