@@ -38,7 +38,9 @@ from .exceptions import (
     UnknownNameError,
 )
 from .strategies import (
+    ChatPolicy,
     CompressionResult,
+    MessageCache,
     Pipeline,
     Strategy,
     TraceEntry,
@@ -64,6 +66,9 @@ def compress(
     model: str = DEFAULT_MODEL,
     seed: int = 0,
     compress_system: bool = False,
+    chat: ChatPolicy | None = None,
+    cache_stable: bool = False,
+    cache: MessageCache | None = None,
     **params: Any,
 ) -> CompressionResult:
     """Compress chat messages or a text with a strategy (by name or instance) or a named preset.
@@ -88,12 +93,16 @@ def compress(
         model=model,
         seed=seed,
         compress_system=compress_system,
+        chat=chat,
+        cache_stable=cache_stable,
+        cache=cache,
     )
 
 
 __all__ = [
     "DEFAULT_MODEL",
     "DEFAULT_STRATEGY",
+    "ChatPolicy",
     "CompressionResult",
     "ConfigurationError",
     "DatasetError",

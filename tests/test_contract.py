@@ -14,6 +14,7 @@ from occ_research._messages import default_question, normalize_prompt, text_slot
 from occ_research._text import protected_blocks
 from occ_research._tokens import count_tokens
 from occ_research.strategies import CompressionResult, Strategy
+from occ_research.strategies._policy import instruction_spans
 
 from .conftest import STRATEGY_NAMES, build
 
@@ -68,12 +69,15 @@ def check_contract(
         elif not isinstance(old["content"], str):
             assert new["content"] == old["content"]
 
-    # protected blocks and the question survive verbatim, in their own slot
+    # protected blocks and the question survive verbatim, in their own slot (an exact repeat of a block
+    # may point to an earlier copy: that copy is still there); no text becomes empty
     old_slots, new_slots = text_slots(original), text_slots(out)
     assert len(old_slots) == len(new_slots)
-    for old_slot, new_slot in zip(old_slots, new_slots, strict=True):
+    for k, (old_slot, new_slot) in enumerate(zip(old_slots, new_slots, strict=True)):
+        assert new_slot.text.strip() or not old_slot.text.strip(), "a message became empty"
         for start, end in protected_blocks(old_slot.text):
-            assert old_slot.text[start:end] in new_slot.text
+            block = old_slot.text[start:end]
+            assert block in new_slot.text or any(block in s.text for s in new_slots[:k])
     if not isinstance(prompt, str) and budget.get("question") is None:
         located = default_question(old_slots)
         if located:
@@ -259,3 +263,68 @@ def test_system_messages_compress_only_when_asked() -> None:
     assert kept.messages[0] == prompt[0]
     squeezed = build("tfidf").compress(prompt, rate=0.5, compress_system=True)
     assert len(squeezed.messages[0]["content"]) < len(prompt[0]["content"])
+
+
+# -- conversations: the chat policy and cache-stable mode ------------------------------------------------
+
+long_paragraph = st.lists(sentence, min_size=6, max_size=10).map(" ".join)  # often 50+ words: a document
+user_text = st.lists(st.one_of(paragraph, long_paragraph, block), min_size=1, max_size=3).map("\n\n".join)
+reply = st.one_of(
+    st.lists(st.one_of(long_paragraph, block), min_size=1, max_size=3).map(
+        lambda ps: [{"role": "assistant", "content": "\n\n".join(ps)}]
+    ),
+    st.tuples(st.lists(tool_call, min_size=1, max_size=1), text).map(
+        lambda ct: [
+            {"role": "assistant", "content": None, "tool_calls": ct[0]},
+            {"role": "tool", "tool_call_id": "call_1", "content": ct[1]},
+        ]
+    ),
+)
+conversations = st.builds(
+    lambda system, exchanges, final: [
+        *([{"role": "system", "content": system}] if system else []),
+        *[m for question, answer in exchanges for m in [{"role": "user", "content": question}, *answer]],
+        {"role": "user", "content": final},
+    ],
+    st.one_of(st.just(""), paragraph),
+    st.lists(st.tuples(user_text, reply), min_size=1, max_size=4),
+    user_text,
+)
+
+
+def check_chat(original: list[dict[str, Any]], out: list[dict[str, Any]]) -> None:
+    """No message emptied; every user turn keeps its instructions; the final one keeps all of them."""
+    for old, new in zip(text_slots(original), text_slots(out), strict=True):
+        assert new.text.strip() or not old.text.strip(), "a message became empty"
+        if old.role == "user":
+            for start, end in instruction_spans(old.text):
+                assert old.text[start:end] in new.text, "a user turn lost an instruction"
+
+
+@pytest.mark.parametrize("name", STRATEGY_NAMES)
+def test_chat_contract_on_generated_conversations(name: str) -> None:
+    strategy = build(name)
+    slow = strategy.uses_model  # seconds per compression: fewer and shorter conversations
+
+    @settings(max_examples=3 if slow else 25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(conversation=conversations, rate=st.sampled_from([0.2, 0.5]))
+    def run(conversation: list[dict[str, Any]], rate: float) -> None:
+        users = [k for k, m in enumerate(conversation) if m["role"] == "user"]
+        if slow and len(users) > 2:
+            conversation = conversation[users[-3] :]
+        budget = {} if not strategy.fits_budget and name != "pipeline" else {"rate": rate}
+        check_chat(conversation, check_contract(strategy, conversation, budget).messages)
+        # cache-stable: grown turn by turn, what was compressed in turn t is the same in turn t + 1
+        ends = [k + 1 for k, m in enumerate(conversation) if m["role"] == "user"]
+        before: list[dict[str, Any]] | None = None
+        for end in ends:
+            prompt = conversation[:end]
+            after = strategy.compress(prompt, cache_stable=True, seed=7, **budget).messages
+            check_chat(prompt, after)
+            assert strategy.compress(prompt, cache_stable=True, seed=7, **budget).messages == after
+            for j, sent in enumerate(before or []):
+                if sent != prompt[j]:
+                    assert json.dumps(after[j]) == json.dumps(sent), f"message {j} changed between turns"
+            before = after
+
+    run()

@@ -324,7 +324,7 @@ def test_local_model_counts_the_compressed_prompt(local_proxy: str) -> None:
         int(raw.headers["x-occ-original-tokens"]),
         int(raw.headers["x-occ-compressed-tokens"]),
     )
-    assert compressed <= original // 4
+    assert compressed <= original // 4 + 3  # cache-stable: the rate applies to each message, not the framing
     assert raw.parse().usage.prompt_tokens < original // 2
 
 

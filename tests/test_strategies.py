@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from occ_research import InvalidParameterError, UnknownNameError, compress, make_strategy
+from occ_research import ChatPolicy, InvalidParameterError, UnknownNameError, compress, make_strategy
 from occ_research.evals._datasets import Example
 from occ_research.evals._metrics import contains_answer
 from occ_research.strategies import Pipeline, strategy_from_config
@@ -99,14 +99,15 @@ def test_dedup_marks_exact_and_near_copies() -> None:
             "content": f"{chunk.replace('stands', 'rises')} Other facts follow here today.\n\nHow tall?",
         },
     ]
-    result = compress(messages, "dedup")
+    document = ChatPolicy(conversation=False)  # as a chat, the final user turn is all instructions
+    result = compress(messages, "dedup", chat=document)
     assert result.messages[0] == messages[0]
     assert "[repeated text removed: see message 1]" in result.messages[2]["content"]
     assert "Other facts follow here today." in result.messages[2]["content"]
     assert result.messages[2]["content"].endswith("How tall?")
-    silent = compress(messages, "dedup", marker="")
+    silent = compress(messages, "dedup", marker="", chat=document)
     assert "repeated" not in silent.messages[2]["content"]
-    assert not compress(messages, "dedup", threshold=1.0, min_words=50).saved_tokens
+    assert not compress(messages, "dedup", threshold=1.0, min_words=50, chat=document).saved_tokens
 
 
 def test_dedup_on_real_duplicated_chats(chat_examples: list[Example]) -> None:

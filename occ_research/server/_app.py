@@ -23,6 +23,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.routing import Route as HttpRoute
 
+from ..strategies import MessageCache
 from . import _routes as routes
 from ._compression import CompressionPool, Presets, load_presets, warm_up
 from ._local import LocalUpstream
@@ -69,7 +70,9 @@ def _lifespan(settings: Settings, presets: Presets) -> Any:
             async with aiohttp.ClientSession(connector=connector, timeout=timeout) as client:
                 local = LocalUpstream(settings.local_model)
                 yield {
-                    "server": ServerState(settings, presets, client, local, pool, metrics),
+                    "server": ServerState(
+                        settings, presets, client, local, pool, metrics, MessageCache(settings.message_cache)
+                    ),
                     "metrics": metrics,
                 }
         finally:

@@ -25,7 +25,7 @@ import anyio
 from .._presets import Preset, load_preset, preset_files, writable_preset_dir
 from .._tokens import ENCODING_SHA256, count_tokens, get_encoding
 from ..exceptions import OCCError, PresetError
-from ..strategies import Strategy
+from ..strategies import ChatPolicy, MessageCache, Strategy
 from ._settings import Settings
 from ._wire import header_value
 
@@ -167,20 +167,39 @@ async def compress(
     preset: Preset,
     control: Mapping[str, Any],
     body: Mapping[str, Any],
-    min_tokens: int,
+    settings: Settings,
+    cache: MessageCache | None = None,
 ) -> Outcome:
-    """Compress ``body["messages"]`` with ``preset`` (``control`` may set the rate) within the pool's
-    budget. Never raises for a compression problem: the outcome says what happened."""
+    """Compress ``body["messages"]`` with ``preset`` (``control`` may set the rate and the frozen messages)
+    within the pool's budget, with the chat policy of ``settings``. Never raises for a compression
+    problem: the outcome says what happened.
+
+    Cache-stable mode (``settings.cache_stable``) needs a rate: a preset with a token budget for the whole
+    prompt compresses the whole prompt instead (its earlier turns then change from turn to turn)."""
     rate = control.get("rate", preset.rate)
     target = None if "rate" in control else preset.target_tokens
     messages, model = body["messages"], body["model"]
+    chat = ChatPolicy(
+        keep_recent=settings.keep_recent,
+        frozen_messages=control.get("frozen_messages", 0),
+        json_array_items=settings.json_array_items,
+    )
+    stable = settings.cache_stable and target is None
 
     def work() -> Outcome:
         started = time.perf_counter()
         original = count_tokens(messages, model)
-        if original < min_tokens:
+        if original < settings.min_prompt_tokens:
             return Outcome("skipped-short", original_tokens=original)
-        result = preset.strategy.compress(messages, rate=rate, target_tokens=target, model=model)
+        result = preset.strategy.compress(
+            messages,
+            rate=rate,
+            target_tokens=target,
+            model=model,
+            chat=chat,
+            cache_stable=stable,
+            cache=cache if stable else None,
+        )
         return Outcome(
             "on",
             messages=result.messages,

@@ -103,7 +103,7 @@ async def _compress(
         record.compression = "off"
         return {"x-occ-compression": "off"}, body
     preset: Preset = control.get("preset", server.presets.default)
-    outcome = await compress(server.pool, preset, control, body, server.settings.min_prompt_tokens)
+    outcome = await compress(server.pool, preset, control, body, server.settings, server.message_cache)
     record.compression = outcome.outcome
     record.original_tokens, record.compressed_tokens = outcome.original_tokens, outcome.compressed_tokens
     if outcome.seconds is not None:
@@ -149,7 +149,8 @@ async def read_body(request: Request, limit: int, timeout: float) -> dict[str, A
 
 def read_control(control: object, presets: Any) -> dict[str, Any] | Response:
     """The ``occ`` body field, checked: ``compress`` a boolean, ``preset`` the name of a selectable preset,
-    ``rate`` a number in (0, 1]. Nothing the client sent is echoed back (it may be anything)."""
+    ``rate`` a number in (0, 1], ``frozen_messages`` a non-negative integer (the first messages, which the
+    client's provider has cached, are never changed). Nothing the client sent is echoed back."""
     if control is None:
         return {}
     if not isinstance(control, dict):
@@ -170,6 +171,9 @@ def read_control(control: object, presets: Any) -> dict[str, Any] | Response:
     rate = control.get("rate", 1.0)
     if isinstance(rate, bool) or not isinstance(rate, int | float) or not (0 < rate <= 1):
         return error(400, "'occ.rate' must be a number in (0, 1]", param="occ.rate")
+    frozen = control.get("frozen_messages", 0)
+    if isinstance(frozen, bool) or not isinstance(frozen, int) or frozen < 0:
+        return error(400, "'occ.frozen_messages' must be a non-negative integer", param="occ.frozen_messages")
     return {**control, "preset": presets[control["preset"]]} if "preset" in control else control
 
 

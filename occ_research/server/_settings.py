@@ -13,6 +13,14 @@
     body_timeout = 30            # ... and this long to send its body
     keep_alive_timeout = 5       # an idle keep-alive connection is closed after this long
     access_log = false           # one JSON line per request on the "occ_research.server.access" logger
+    cache_stable = true          # each message compressed from the messages up to it: earlier turns are
+                                 # re-sent byte-identical, so the provider's prompt cache keeps hitting
+    keep_recent = 0              # chats: how many earlier exchanges stay verbatim. 0 here (the library's
+                                 # default is 2): with cache_stable, a verbatim message that ages out is
+                                 # rewritten once, and the provider then re-bills everything after it
+                                 # (measured: -18% net at a 10% cached-input price with 2, +33% with 0)
+    json_array_items = 0         # > 0: long JSON arrays in tool outputs keep first and last items
+    message_cache = 4096         # compressed messages remembered (LRU), so a history is compressed once
 
     [[upstreams]]                # model-name prefix -> OpenAI-compatible base URL; the longest prefix wins
     prefix = "gpt-"
@@ -70,6 +78,10 @@ class Settings:
     keep_alive_timeout: float = 5.0
     access_log: bool = False
     local_model: str = ""  # a .gguf path; "" = the embedded SmolLM2
+    cache_stable: bool = True
+    keep_recent: int = 0  # see the module docstring: 2 loses money once a prompt cache is priced in
+    json_array_items: int = 0
+    message_cache: int = 4096
     keys: dict[str, str] = field(default_factory=dict, repr=False)  # upstream keys, by env var name
 
     def route(self, model: str) -> Route | None:
@@ -190,6 +202,10 @@ _FIELDS: dict[str, Callable[[_Locator, str, Any], Any]] = {
     "keep_alive_timeout": _number(0.001),
     "access_log": _boolean,
     "local_model": _string,
+    "cache_stable": _boolean,
+    "keep_recent": _integer(0),
+    "json_array_items": _integer(0),
+    "message_cache": _integer(1),
 }
 
 

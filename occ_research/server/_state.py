@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import aiohttp
 
+from ..strategies import MessageCache
 from ._compression import CompressionPool, Presets
 from ._local import LocalUpstream
 from ._observe import Metrics
@@ -20,3 +21,4 @@ class ServerState:
     local: LocalUpstream
     pool: CompressionPool
     metrics: Metrics
+    message_cache: MessageCache  # compressed messages of cache-stable mode, shared by requests

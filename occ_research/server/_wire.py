@@ -12,7 +12,7 @@ from typing import Any
 from starlette.responses import JSONResponse
 
 # the ``occ`` body field (stripped before forwarding)
-CONTROL_FIELDS = frozenset({"compress", "preset", "rate"})
+CONTROL_FIELDS = frozenset({"compress", "preset", "rate", "frozen_messages"})
 
 # upstream response headers relayed to the client, whatever the status: the SDKs' retry logic reads these
 RELAYED_HEADERS = ("retry-after", "retry-after-ms")

@@ -11,7 +11,10 @@ with the helpers of ``_selection.py``. The contract test then covers it the day 
     _base.py       Strategy, RankingStrategy, and the preparation step every compression shares
     _params.py     param(), parameter and budget checks
     _selection.py  Candidates, Choice, Unit, fit_by_score, Allowance, trim_to_tokens, coarse_cut
-    _layout.py     text -> units -> text (protected atoms, speaker labels, whitespace)
+    _prepare.py    the shared first step: check, count, find the question, plan with the chat policy
+    _policy.py     ChatPolicy: which text of a conversation may change (user turns, recent turns, frozen)
+    _layout.py     text -> units -> text (protected atoms, speaker labels, whitespace, no empty message)
+    _stable.py     cache-stable mode (each message from the messages up to it) and MessageCache
     _results.py    CompressionResult, TraceEntry
     _registry.py   register_strategy, make_strategy, strategy_from_config
     _baselines.py, _rankers.py, _dedup.py, _pipeline.py, _embed.py, _selfinfo.py, _summarize.py,
@@ -19,15 +22,27 @@ with the helpers of ``_selection.py``. The contract test then covers it the day 
 """
 
 # importing the strategy modules registers them
-from . import _baselines, _dedup, _embed, _llmlingua_adapter, _rankers, _selfinfo, _summarize
+from . import _baselines, _dedup, _embed, _hybrid, _llmlingua_adapter, _rankers, _selfinfo, _summarize
 from ._base import RankingStrategy, Strategy, runs_model
 from ._params import GRANULARITIES, Granularity, check_budget, param
 from ._pipeline import Pipeline
+from ._policy import ChatPolicy, forms_conversation
 from ._registry import STRATEGIES, make_strategy, register_strategy, strategy_from_config
 from ._results import CompressionResult, TraceEntry
-from ._selection import Allowance, Candidates, Choice, Unit, coarse_cut, fit_by_score, trim_to_tokens
+from ._selection import (
+    Allowance,
+    Block,
+    Candidates,
+    Choice,
+    Surroundings,
+    Unit,
+    coarse_cut,
+    fit_by_score,
+    trim_to_tokens,
+)
+from ._stable import MessageCache
 
-_ = (_baselines, _dedup, _embed, _llmlingua_adapter, _rankers, _selfinfo, _summarize)
+_ = (_baselines, _dedup, _embed, _hybrid, _llmlingua_adapter, _rankers, _selfinfo, _summarize)
 
 
 def list_strategies() -> dict[str, str]:
@@ -43,18 +58,23 @@ __all__ = [
     "GRANULARITIES",
     "STRATEGIES",
     "Allowance",
+    "Block",
     "Candidates",
+    "ChatPolicy",
     "Choice",
     "CompressionResult",
     "Granularity",
+    "MessageCache",
     "Pipeline",
     "RankingStrategy",
     "Strategy",
+    "Surroundings",
     "TraceEntry",
     "Unit",
     "check_budget",
     "coarse_cut",
     "fit_by_score",
+    "forms_conversation",
     "list_strategies",
     "make_strategy",
     "param",

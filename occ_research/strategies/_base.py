@@ -23,54 +23,17 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from .._messages import Message, Slot, normalize_prompt, replace_texts, text_slots
+from .._messages import Message, replace_texts
 from .._tokens import DEFAULT_MODEL, count_messages_tokens
-from ._layout import Layout, QuestionSpan, fit_after_render, resolve_question
-from ._params import Granularity, check_budget, check_param
+from ._layout import Layout, fit_after_render
+from ._params import Granularity, check_param
+from ._policy import ChatPolicy
+from ._prepare import Prepared, prepare
 from ._results import CompressionResult, trace_of
 from ._selection import Candidates, Choice, fit_by_score
+from ._stable import MessageCache, compress_stable
 
-
-@dataclass(frozen=True)
-class Prepared:
-    """A prompt made ready for compression by ``prepare``: the same step for every strategy and pipeline."""
-
-    prompt: str | Sequence[Mapping[str, Any]]
-    messages: list[Message]  # a validated deep copy
-    slots: list[Slot]
-    original_tokens: int
-    target: int | None  # the budget in tokens for the whole prompt; None: no budget
-    question: str
-    located: QuestionSpan | None  # where the question stands verbatim, if it does
-    model: str
-    seed: int
-    compress_system: bool
-    started: float
-    memo: dict[str, int]  # text -> tokens, shared by the counts of one compression
-
-
-def prepare(
-    prompt: str | Sequence[Mapping[str, Any]],
-    *,
-    rate: float | None,
-    target_tokens: int | None,
-    question: str | None,
-    model: str,
-    seed: int,
-    compress_system: bool,
-) -> Prepared:
-    """Check the budget and the prompt, count it, turn a rate into tokens and find the question."""
-    started = time.perf_counter()
-    check_budget(rate, target_tokens)
-    messages = normalize_prompt(prompt)
-    slots = text_slots(messages)
-    memo: dict[str, int] = {}
-    original = count_messages_tokens(messages, model, memo)
-    target = target_tokens if rate is None else int(rate * original)
-    text, located = resolve_question(prompt, slots, question)
-    return Prepared(
-        prompt, messages, slots, original, target, text, located, model, seed, compress_system, started, memo
-    )
+__all__ = ["Prepared", "RankingStrategy", "Strategy", "prepare"]
 
 
 @dataclass
@@ -125,13 +88,21 @@ class Strategy:
         model: str = DEFAULT_MODEL,
         seed: int = 0,
         compress_system: bool = False,
+        chat: ChatPolicy | None = None,
+        cache_stable: bool = False,
+        cache: MessageCache | None = None,
     ) -> CompressionResult:
         """Compress chat ``messages`` (or a plain text, taken as one user message).
 
         Budget: ``rate`` (kept fraction of the prompt's tokens, 0 < rate <= 1) or ``target_tokens``; neither
         means the strategy removes only what it always removes (duplicates, for ``dedup``).
-        ``question``: None takes the last paragraph of the last user turn (no question for plain text);
-        "" means no question; any other text is used for scoring and protected where it occurs verbatim.
+        ``question``: None takes the last paragraph of the last user turn (in a conversation, the final
+        user turn's instructions; no question for plain text); "" means no question; any other text is
+        used for scoring and protected where it occurs verbatim.
+        ``chat``: how conversations are compressed (``ChatPolicy``; default: the chat policy wherever the
+        messages form a conversation). ``cache_stable``: each message is compressed from the messages up
+        to it alone, at ``rate`` of its own tokens, so what was sent in an earlier turn is sent the same
+        way again (``_stable.py``); ``cache`` remembers compressed messages across calls.
         """
         self.validate()
         prepared = prepare(
@@ -142,7 +113,11 @@ class Strategy:
             model=model,
             seed=seed,
             compress_system=compress_system,
+            chat=chat,
+            cache_stable=cache_stable,
         )
+        if cache_stable:
+            return compress_stable(self.name, self.config(), self._compress_prepared, prepared, cache)
         return self._compress_prepared(prepared)
 
     def _compress_prepared(self, job: Prepared) -> CompressionResult:
@@ -154,13 +129,15 @@ class Strategy:
             job.target,
             job.memo,
         )
-        layout = Layout(slots, job.located, job.compress_system, self._granularity(), job.model)
+        layout = Layout(slots, job.plans, self._granularity(), job.model)
         fixed = original - sum(u.tokens for u in layout.units) - layout.label_tokens
         budget = None if target is None else max(0, target - fixed)
-        candidates = Candidates(layout.units, budget, job.question, job.model, job.seed)
+        candidates = Candidates(
+            layout.units, budget, job.question, job.model, job.seed, survey=layout.surroundings
+        )
         if target is None or not self.fits_budget:
             choice = self._choose(candidates)
-            out = replace_texts(messages, slots, layout.render(choice.kept))
+            out = replace_texts(messages, slots, layout.render(choice.kept, choice.blocks))
             compressed = count_messages_tokens(out, job.model, memo)
         else:
             choice, out, compressed = self._choose_to_fit(candidates, layout, job, target)
@@ -210,7 +187,7 @@ class Strategy:
         allowed = candidates.budget or 0
         for _ in range(6):
             choice = self._choose(candidates)
-            out = replace_texts(job.messages, job.slots, layout.render(choice.kept))
+            out = replace_texts(job.messages, job.slots, layout.render(choice.kept, choice.blocks))
             compressed = count_messages_tokens(out, job.model, job.memo)
             if compressed <= target:
                 if best is None or compressed > best[2]:

@@ -12,7 +12,7 @@ from ._base import Strategy
 from ._params import GRANULARITIES, param
 from ._rankers import terms
 from ._registry import register_strategy
-from ._selection import Candidates, Choice, Unit
+from ._selection import Block, Candidates, Choice, Unit
 
 _WORD_MULTIPLIER = np.uint64(1_000_003)
 _FOLD = np.random.default_rng(0).integers(1, 1 << 63, size=512, dtype=np.uint64) | np.uint64(1)
@@ -31,8 +31,11 @@ class DedupStrategy(Strategy):
     each candidate is then checked exactly). The first occurrence stays; a run of later copies becomes one
     ``marker`` naming the message that holds the original (an empty marker drops them silently, and a
     marker is never used where it would cost more than the copy). Units shorter than ``min_words`` are never
-    removed: "Yes." or "Thank you." repeat legitimately. Dedup removes only duplicates and does not chase a
-    budget: put a ranker after it in a pipeline for that.
+    removed: "Yes." or "Thank you." repeat legitimately. Originals may stand in text that stays as it is (a
+    system prompt, a recent turn, an earlier message in cache-stable mode). With ``blocks``, a protected
+    block (code, JSON: a repeated tool output) that repeats an earlier one exactly becomes a marker too; the
+    first stays, so nothing is lost. Dedup removes only duplicates and does not chase a budget: put a ranker
+    after it in a pipeline for that.
     """
 
     fits_budget = False
@@ -43,23 +46,50 @@ class DedupStrategy(Strategy):
     min_words: int = param(6, low=1)
     num_perm: int = param(64, low=8, high=512)
     marker: str = param("[repeated text removed: see message {message}]")
+    blocks: bool = param(True)
 
     def _choose(self, candidates: Candidates) -> Choice:
         units = candidates.units
-        original_of = self._find_duplicates(units, candidates.seed)
+        survey = candidates.surroundings()
+        # the text around the units (earlier messages that stay as they are) may hold the originals
+        pool = survey.text if any(u.index < 0 for u in survey.text) else units
+        found = self._find_duplicates(pool, candidates.seed)
+        original_of = {pool[p].index: pool[o] for p, o in found.items() if pool[p].index >= 0}
         kept = {u.index: u.text for u in units if u.index not in original_of}
         removed = [u for u in units if u.index in original_of]
         if self.marker:
             kept.update(self._markers(units, original_of, candidates.model))
+        blocks = self._repeated_blocks(survey.blocks, candidates.model) if self.blocks else {}
         note = f"removed {len(removed)} duplicate units ({sum(u.tokens for u in removed)} tokens)"
-        return Choice(kept, [0.0 if u.index in original_of else 1.0 for u in units], note)
+        if blocks:
+            note += f" and {len(blocks)} repeated protected blocks"
+        return Choice(kept, [0.0 if u.index in original_of else 1.0 for u in units], note, blocks)
+
+    def _repeated_blocks(self, blocks: Sequence[Block], model: str) -> dict[int, str]:
+        """Free protected blocks (code, JSON, tables) that repeat an earlier block exactly: a marker naming
+        the message with the first, where the marker is cheaper."""
+        first: dict[str, Block] = {}
+        repeats: dict[int, str] = {}
+        for block in blocks:
+            if block.text not in first:
+                first[block.text] = block
+            elif block.free and len(terms(block.text)) >= self.min_words:
+                marker = (self.marker or "[repeated block removed: see message {message}]").replace(
+                    "{message}", str(first[block.text].message + 1)
+                )
+                repeats[block.index] = marker
+        if not repeats:
+            return {}
+        costs = count_text_tokens(list(repeats.values()), model)
+        sizes = count_text_tokens([blocks[i].text for i in repeats], model)
+        return {i: m for (i, m), c, n in zip(repeats.items(), costs, sizes, strict=True) if c < n}
 
     def _find_duplicates(self, units: Sequence[Unit], seed: int) -> dict[int, int]:
-        """Map each duplicate unit to the earlier unit it repeats."""
+        """Map the position of each duplicate unit to the position of the earlier unit it repeats."""
         words = [tuple(terms(u.text)) for u in units]
         original_of: dict[int, int] = {}
         first_with: dict[str, int] = {}
-        candidates = [u.index for u, w in zip(units, words, strict=True) if len(w) >= self.min_words]
+        candidates = [p for p, w in enumerate(words) if len(w) >= self.min_words]
         for i in candidates:
             normalised = " ".join(words[i])
             if normalised in first_with:
@@ -121,7 +151,7 @@ class DedupStrategy(Strategy):
         starts = np.concatenate(([0], np.cumsum([len(s) for s in shingles])[:-1]))
         return np.minimum.reduceat(permuted, starts, axis=1).T
 
-    def _markers(self, units: Sequence[Unit], original_of: dict[int, int], model: str) -> dict[int, str]:
+    def _markers(self, units: Sequence[Unit], original_of: dict[int, Unit], model: str) -> dict[int, str]:
         """One marker per run of consecutive duplicates in a message, where it is cheaper than the run."""
         runs: list[list[Unit]] = []
         for unit in units:
@@ -131,10 +161,7 @@ class DedupStrategy(Strategy):
                 runs[-1].append(unit)
             else:
                 runs.append([unit])
-        texts = [
-            self.marker.replace("{message}", str(units[original_of[run[0].index]].message + 1))
-            for run in runs
-        ]
+        texts = [self.marker.replace("{message}", str(original_of[run[0].index].message + 1)) for run in runs]
         costs = count_text_tokens(texts, model)
         return {
             run[0].index: text

@@ -8,20 +8,15 @@ into the slots' texts with their original whitespace; protected atoms always com
 from __future__ import annotations
 
 import itertools
+import json
 from collections.abc import Callable, Mapping, Sequence
 
-from .._messages import (
-    INSTRUCTION_ROLES,
-    Message,
-    Slot,
-    default_question,
-    find_question,
-    replace_texts,
-)
-from .._text import Segmented, join_atoms, split_text
+from .._messages import Message, Slot, default_question, find_question, replace_texts
+from .._text import Segmented, join_atoms, protected_blocks, split_text
 from .._tokens import count_messages_tokens, count_text_tokens
 from ._params import Granularity
-from ._selection import Choice, Unit
+from ._policy import OMITTED, SlotPlan
+from ._selection import Block, Choice, Surroundings, Unit
 
 QuestionSpan = tuple[int, tuple[int, int]]  # slot index, (start, end) in its text
 
@@ -42,17 +37,23 @@ def resolve_question(
 
 
 class Layout:
-    """Atoms of every slot, the units built from them, and how to render a choice back into texts."""
+    """Atoms of every slot, the units built from them, and how to render a choice back into texts.
+
+    ``plans`` (``_policy.slot_plans``) says per slot whether its text may change and which spans stay as
+    they are. Slots that stay are still split (lazily, see ``surroundings``) so that a strategy may read them:
+    dedup finds the originals of repeats there.
+    """
 
     def __init__(
         self,
         slots: Sequence[Slot],
-        question: QuestionSpan | None,
-        compress_system: bool,
+        plans: Sequence[SlotPlan],
         granularity: Granularity,
         model: str,
     ) -> None:
         self.slots = slots
+        self.plans = plans
+        self.granularity = granularity
         self.segmented: list[Segmented | None] = []
         self.members: list[tuple[int, tuple[int, ...]]] = []  # per unit: slot index, atom indices
         texts: list[str] = []
@@ -61,11 +62,10 @@ class Layout:
         labels: dict[tuple[int, int], str] = {}  # (slot, line) -> speaker label on that line
         roles: list[tuple[int, str]] = []
         for k, slot in enumerate(slots):
-            if slot.role in INSTRUCTION_ROLES and not compress_system:
+            if not plans[k].free:
                 self.segmented.append(None)
                 continue
-            protected = [question[1]] if question and question[0] == k else []
-            seg = split_text(slot.text, protected)
+            seg = split_text(slot.text, plans[k].protected)
             self.segmented.append(seg)
             for atom in seg.atoms:
                 if atom.kind == "label":
@@ -92,12 +92,65 @@ class Layout:
                 zip(texts, tokens, roles, lines, strict=True)
             )
         )
+        self._surroundings: Surroundings | None = None
+        self._block_at: dict[int, tuple[int, int]] = {}  # block index -> (slot, atom) of a free block
 
-    def render(self, kept: Mapping[int, str]) -> list[str]:
+    def surroundings(self) -> Surroundings:
+        """The text around the units, split once on demand (see ``Surroundings``)."""
+        if self._surroundings is None:
+            self._surroundings = self._survey()
+        return self._surroundings
+
+    def _survey(self) -> Surroundings:
+        context: list[Unit] = []
+        placed: list[tuple[tuple[int, int], Unit]] = []
+        blocks: list[Block] = []
+        units_of: dict[int, list[tuple[int, Unit]]] = {}
+        for unit, (k, atom_ids) in zip(self.units, self.members, strict=True):
+            units_of.setdefault(k, []).append((atom_ids[0], unit))
+        for k, slot in enumerate(self.slots):
+            seg = self.segmented[k] or split_text(slot.text)
+            detected = {slot.text[s:e] for s, e in protected_blocks(slot.text)}
+            # what the policy protects (a user's instructions, the question) is never replaced
+            kept_whole = {slot.text[s:e] for s, e in self.plans[k].protected}
+            for i, atom in enumerate(seg.atoms):
+                if atom.kind == "protected" and atom.text in detected:
+                    free = self.segmented[k] is not None and atom.text not in kept_whole
+                    if free:
+                        self._block_at[len(blocks)] = (k, i)
+                    blocks.append(Block(len(blocks), slot.message, atom.text, free))
+            if self.segmented[k] is not None:
+                placed.extend(((k, first), unit) for first, unit in units_of.get(k, ()))
+                continue
+            sentences = [i for i, atom in enumerate(seg.atoms) if atom.kind == "sentence"]
+            for _, run in itertools.groupby(sentences, key=_unit_key(seg, self.granularity)):
+                atom_ids = tuple(run)
+                unit = Unit(-1 - len(context), _join_members(seg, atom_ids), 0, slot.message, slot.role)
+                context.append(unit)
+                placed.append(((k, atom_ids[0]), unit))
+        placed.sort(key=lambda p: p[0])
+        return Surroundings(tuple(u for _, u in placed), tuple(blocks))
+
+    def render(self, kept: Mapping[int, str], blocks: Mapping[int, str] | None = None) -> list[str]:
+        """The slots' texts with the ``kept`` units (index -> text to emit), and the protected blocks as
+        they were, but for ``blocks`` (index -> marker), honoured only for a free block that repeats an
+        earlier block exactly (nothing is lost). A slot that had text never comes back empty."""
         pieces: list[list[str | None]] = [
             [a.text if a.kind == "protected" else None for a in seg.atoms] if seg else []
             for seg in self.segmented
         ]
+        for k, seg in enumerate(self.segmented):
+            if seg is not None and self.plans[k].shorten_json:
+                for i, atom in enumerate(seg.atoms):
+                    if atom.kind == "protected":
+                        pieces[k][i] = shorten_json_arrays(atom.text, self.plans[k].shorten_json)
+        if blocks:
+            survey = self.surroundings()
+            for index, marker in blocks.items():
+                block = survey.blocks[index]
+                if block.free and any(b.text == block.text for b in survey.blocks[:index]):
+                    k, i = self._block_at[index]
+                    pieces[k][i] = marker
         for unit, (k, atom_ids) in zip(self.units, self.members, strict=True):
             if unit.index in kept:
                 emitted = kept[unit.index]
@@ -119,7 +172,10 @@ class Layout:
             for i, atom in enumerate(seg.atoms):
                 if atom.kind == "label" and slot_pieces[i] is None and atom.line in lines_kept:
                     slot_pieces[i] = atom.text
-            texts.append(join_atoms(seg, slot_pieces))
+            text = join_atoms(seg, slot_pieces)
+            if not text.strip() and slot.text.strip():  # never an empty message: a marker, if cheaper
+                text = OMITTED if len(OMITTED) < len(slot.text.strip()) else slot.text
+            texts.append(text)
         return texts
 
 
@@ -154,13 +210,43 @@ def fit_after_render(
         return (scores[i], -i) if scores is not None else (0.0, -i)
 
     while True:
-        out = replace_texts(messages, slots, layout.render(kept))
+        out = replace_texts(messages, slots, layout.render(kept, choice.blocks))
         compressed = count_messages_tokens(out, model, memo)
         if compressed <= target or not kept:
-            return Choice(kept, scores, choice.note), out, compressed
+            return Choice(kept, scores, choice.note, choice.blocks), out, compressed
         excess = compressed - target
         for i in sorted(kept, key=rank):
             excess -= layout.units[i].tokens
             del kept[i]
             if excess <= 0:
                 break
+
+
+def shorten_json_arrays(text: str, items: int) -> str:
+    """A JSON text whose arrays longer than ``items`` keep ``items`` of them, the first half and the last,
+    with a string in between saying how many were removed; the text as it was when it is not JSON or nothing is shorter.
+    Indented JSON stays indented (two spaces), compact JSON compact."""
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return text
+    changed = False
+
+    def shorten(node: object) -> object:
+        nonlocal changed
+        if isinstance(node, dict):
+            return {key: shorten(item) for key, item in node.items()}
+        if isinstance(node, list):
+            node = [shorten(item) for item in node]
+            if len(node) > items:
+                head, tail = (items + 1) // 2, items // 2
+                changed = True
+                removed = len(node) - head - tail
+                return [*node[:head], f"[{removed} items removed]", *node[len(node) - tail :]]
+        return node
+
+    shortened = shorten(value)
+    if not changed:
+        return text
+    out = json.dumps(shortened, ensure_ascii=False, indent=2 if "\n" in text.strip() else None)
+    return out if len(out) < len(text) else text

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
+from .._messages import Message
 from ..exceptions import InvalidParameterError
 from ._base import Prepared, Strategy
 from ._dedup import DedupStrategy
+from ._prepare import restate
 from ._rankers import Bm25Strategy
 from ._registry import register_strategy
 from ._results import CompressionResult
@@ -24,7 +24,7 @@ class Pipeline(Strategy):
     gives the earlier steps budgets too, as multiples of the final one (coarse to fine: ``[3.0, 1.5]`` lets
     a passage ranker keep three times the final budget and a sentence ranker one and a half times, before a
     token pruner makes the last cut); steps without an entry, or with 0, run without a budget and remove
-    only what they always remove (e.g. duplicates). The question is resolved
+    only what they always remove (e.g. duplicates). The question and the chat policy's decisions are made
     once, from the original prompt, and handed to every step, so a rewrite cannot change what is protected.
     """
 
@@ -44,19 +44,14 @@ class Pipeline(Strategy):
             step.validate()
 
     def _compress_prepared(self, job: Prepared) -> CompressionResult:
-        question, target, model = job.question, job.target, job.model
+        target, model = job.target, job.model
         results: list[CompressionResult] = []
-        current: Sequence[Mapping[str, Any]] = job.messages
+        current: list[Message] = job.messages
         for i, step in enumerate(self.steps):
             multiple = 1.0 if i == len(self.steps) - 1 else (self.stage_budgets[i : i + 1] or [0.0])[0]
-            result = step.compress(
-                current,
-                target_tokens=None if target is None or not multiple else int(target * multiple),
-                question=question,
-                model=model,
-                seed=job.seed,
-                compress_system=job.compress_system,
-            )
+            budget = None if target is None or not multiple else int(target * multiple)
+            # the same question and per-message decisions (chat policy) for every step
+            result = step._compress_prepared(restate(job, current, budget))
             results.append(result)
             current = result.messages
         final = results[-1]

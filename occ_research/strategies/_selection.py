@@ -8,7 +8,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +34,27 @@ class Unit:
 
 
 @dataclass(frozen=True, slots=True)
+class Block:
+    """A protected block (fenced code, JSON, a table) somewhere in the prompt, in document order."""
+
+    index: int
+    message: int
+    text: str
+    free: bool  # in text the strategy may change: a repeat of an earlier block may become a marker
+
+
+@dataclass(frozen=True, slots=True)
+class Surroundings:
+    """What a strategy may read but not change, in document order: ``text`` holds the candidates' units
+    and the sentences of the text that stays as it is (system messages, recent or frozen turns, earlier
+    messages in cache-stable mode: these have negative indices and no token count); ``blocks`` every
+    protected block."""
+
+    text: tuple[Unit, ...]
+    blocks: tuple[Block, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class Candidates:
     """What ``_choose`` sees: the units in document order and the tokens they may use together."""
 
@@ -45,6 +66,12 @@ class Candidates:
     #: scratch space shared by the calls of one ``compress`` (which may choose several times with budgets
     #: adjusted to the measured result): lets a strategy score once and select many times
     scratch: dict[str, Any] = field(default_factory=dict, compare=False)
+    #: the rest of the prompt, split on demand (``Layout.surroundings``)
+    survey: Callable[[], Surroundings] | None = field(default=None, compare=False)
+
+    def surroundings(self) -> Surroundings:
+        """The units and the text around them (only the units when there is no layout behind them)."""
+        return self.survey() if self.survey is not None else Surroundings(self.units, ())
 
 
 @dataclass(slots=True)
@@ -54,6 +81,9 @@ class Choice:
     kept: dict[int, str]
     scores: Sequence[float] | None = None  # per unit, higher = more worth keeping
     note: str = ""
+    #: free protected blocks to replace by a marker (index -> marker): honoured only for an exact repeat
+    #: of an earlier block, so nothing is lost
+    blocks: dict[int, str] = field(default_factory=dict)
 
 
 def fit_by_score(candidates: Candidates, scores: Sequence[float]) -> Choice:

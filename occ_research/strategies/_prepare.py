@@ -1,0 +1,138 @@
+"""The step every compression shares before a strategy chooses: check, count, find the question, and let
+the chat policy (``_policy.py``) decide which text may change."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .._messages import Message, Slot, find_question, normalize_prompt, text_slots
+from .._tokens import count_messages_tokens
+from ..exceptions import InvalidParameterError
+from ._layout import QuestionSpan, resolve_question
+from ._params import check_budget
+from ._policy import (
+    ChatPolicy,
+    Mode,
+    SlotPlan,
+    chat_question,
+    exchange_questions,
+    forms_conversation,
+    message_modes,
+    slot_plans,
+)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A prompt made ready for compression by ``prepare``: the same step for every strategy and pipeline."""
+
+    prompt: str | Sequence[Mapping[str, Any]]
+    messages: list[Message]  # a validated deep copy
+    slots: list[Slot]
+    original_tokens: int
+    target: int | None  # the budget in tokens for the whole prompt; None: no budget
+    question: str
+    located: QuestionSpan | None  # where the text that must survive verbatim stands, if it does
+    model: str
+    seed: int
+    compress_system: bool
+    started: float
+    memo: dict[str, int]  # text -> tokens, shared by the counts of one compression
+    rate: float | None
+    policy: ChatPolicy
+    chat: bool  # the conversation rules apply
+    cache_stable: bool
+    modes: tuple[Mode, ...]  # per message (``_policy.message_modes``)
+    plans: tuple[SlotPlan, ...]  # per slot
+    questions: tuple[str, ...]  # per message: its exchange's question (cache-stable mode; else empty)
+
+
+def prepare(
+    prompt: str | Sequence[Mapping[str, Any]],
+    *,
+    rate: float | None,
+    target_tokens: int | None,
+    question: str | None,
+    model: str,
+    seed: int,
+    compress_system: bool,
+    chat: ChatPolicy | None = None,
+    cache_stable: bool = False,
+) -> Prepared:
+    """Check the budget and the prompt, count it, turn a rate into tokens, find the question and plan."""
+    started = time.perf_counter()
+    check_budget(rate, target_tokens)
+    policy = chat if chat is not None else ChatPolicy()
+    if not isinstance(policy, ChatPolicy):
+        raise InvalidParameterError(f"chat must be a ChatPolicy, got {type(policy).__name__}")
+    policy.validate()
+    if cache_stable and target_tokens is not None:
+        raise InvalidParameterError(
+            "cache_stable takes a rate (applied to each message), not target_tokens: a budget for the "
+            "whole prompt changes with every turn, so earlier messages could not stay as they were sent"
+        )
+    messages = normalize_prompt(prompt)
+    slots = text_slots(messages)
+    memo: dict[str, int] = {}
+    original = count_messages_tokens(messages, model, memo)
+    target = target_tokens if rate is None else int(rate * original)
+    if isinstance(prompt, str):
+        is_chat = False
+    elif policy.conversation is not None:
+        is_chat = policy.conversation
+    else:  # in cache-stable mode a later turn may come: the rules cannot depend on whether it will
+        is_chat = cache_stable or forms_conversation(messages)
+    text, located = chat_question(slots, question) if is_chat else resolve_question(prompt, slots, question)
+    modes = message_modes(
+        messages, policy, chat=is_chat, cache_stable=cache_stable, compress_system=compress_system
+    )
+    questions = (
+        exchange_questions(messages, slots, question)
+        if cache_stable and messages and not isinstance(prompt, str)
+        else ()
+    )
+    return Prepared(
+        prompt,
+        messages,
+        slots,
+        original,
+        target,
+        text,
+        located,
+        model,
+        seed,
+        compress_system,
+        started,
+        memo,
+        rate,
+        policy,
+        is_chat,
+        cache_stable,
+        modes,
+        slot_plans(slots, modes, located, policy),
+        questions,
+    )
+
+
+def restate(job: Prepared, messages: Sequence[Message], target: int | None) -> Prepared:
+    """The same job on rewritten messages (a pipeline's next step): the same question and decisions per
+    message, with the protections found again in the current text."""
+    messages = list(messages)
+    slots = text_slots(messages)
+    located = None
+    if job.located is not None:
+        k, (start, end) = job.located
+        located = find_question(slots, job.slots[k].text[start:end])
+    return dataclasses.replace(
+        job,
+        messages=messages,
+        slots=slots,
+        original_tokens=count_messages_tokens(messages, job.model, job.memo),
+        target=target,
+        located=located,
+        plans=slot_plans(slots, job.modes, located, job.policy),
+    )
