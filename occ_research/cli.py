@@ -115,21 +115,22 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
-def _write_winner(run: Path, min_fidelity: float) -> None:
+def _write_winner(run: Path, min_fidelity: float | None = None) -> None:
     from ._presets import writable_preset_dir
-    from .evals._select import select_winner, write_winner
+    from .evals import select_winners, write_policy
 
-    winner = select_winner(run, min_fidelity)
-    if winner is None:
-        print(
-            f"winner: none (no strategy kept a fidelity lower bound >= {min_fidelity}); winner.toml unchanged"
-        )
-        return
-    path = write_winner(winner, writable_preset_dir() / "winner.toml")
-    print(
-        f"winner: {winner['label']} at rate {winner['rate']:g} (savings {winner['savings']:.1%}, "
-        f"fidelity {winner['fidelity']:.2f} [>= {winner['fidelity_low']:.2f}]) -> {path}"
-    )
+    winners = select_winners(run, min_fidelity)
+    for kind, winner in winners.items():
+        if winner is None:
+            print(f"winner for {kind}: none passes the rule (forwarded uncompressed)")
+        else:
+            retained = "-" if winner.help_retained is None else f"{winner.help_retained:.3f}"
+            print(
+                f"winner for {kind}: {winner.label} at rate {winner.rate:g} (savings {winner.savings:.1%}, "
+                f"help retained {retained}, reader {winner.reader_check})"
+            )
+    path = write_policy(winners, writable_preset_dir() / "winner.toml", run)
+    print(f"policy -> {path}")
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
@@ -217,7 +218,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--select", action="store_true", help="also pick the winner and write strategies/winner.toml"
     )
-    p.add_argument("--min-fidelity", type=float, default=0.95)
+    p.add_argument(
+        "--min-fidelity", type=float, help="lower bound of the help retained (default: the suite's)"
+    )
     p.set_defaults(handler=_cmd_report)
 
     p = commands.add_parser("serve", help="serve POST /v1/chat/completions with compression")

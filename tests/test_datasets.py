@@ -31,3 +31,14 @@ def test_answer_normalisation() -> None:
     assert contains_answer("It was built by the Gustave Eiffel company.", ["Gustave Eiffel"])
     assert not contains_answer("Eiffelian", ["Eiffel"])
     assert not contains_answer("anything", [""])
+
+
+def test_datasets_declare_task_kind_and_metric() -> None:
+    from occ_research.evals import DATASETS, KINDS, METRICS
+
+    specs = {name: DATASETS.get(name) for name in DATASETS.names()}
+    assert {s.kind for s in specs.values()} == set(KINDS)  # every kind of prompt has a dataset
+    assert all(s.metric in METRICS for s in specs.values())
+    assert specs["nq-multidoc"].retention and not specs["qmsum"].retention
+    assert load_examples("gsm8k-cot", n=1)[0].kind == specs["gsm8k-cot"].kind == "few-shot"
+    assert METRICS.get("contains").binary and not METRICS.get("rougel").binary

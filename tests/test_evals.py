@@ -10,11 +10,10 @@ import pandas as pd
 import pytest
 
 from occ_research import DatasetError, load_preset
-from occ_research.evals import load_examples
+from occ_research.evals import Row, load_examples, read_policy, select_winners, write_policy
 from occ_research.evals._metrics import METRICS, bootstrap_ratio, last_number, rouge, token_f1
-from occ_research.evals._report import pareto_front, summarize_run, write_report
+from occ_research.evals._report import pareto_front, summarize_run, upper_staircase, write_report
 from occ_research.evals._runner import load_rows, load_suite, run_suite
-from occ_research.evals._select import select_winner, write_winner
 from occ_research.llm import LLM
 
 
@@ -43,6 +42,10 @@ def test_bootstrap_fidelity() -> None:
 def test_pareto_front() -> None:
     assert pareto_front([(0.5, 0.9), (0.7, 0.8), (0.4, 0.85), (0.7, 0.95)]) == [3]
     assert sorted(pareto_front([(0.5, 0.9), (0.7, 0.8)])) == [0, 1]
+    # the upper staircase: increasing savings, decreasing fidelity, dominated points left out
+    points = [(0.0, 1.0), (0.5, 0.97), (0.5, 0.9), (0.75, 0.6), (0.75, 0.99), (0.4, 0.5)]
+    assert upper_staircase(points) == [(0.0, 1.0), (0.75, 0.99)]
+    assert upper_staircase([(0.0, 1.0), (0.5, 0.9), (0.75, 0.6)]) == [(0.0, 1.0), (0.5, 0.9), (0.75, 0.6)]
 
 
 def test_sharegpt_redundancy_statistics(chat_examples: list) -> None:
@@ -104,13 +107,14 @@ def small_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     suite_file = tmp_path_factory.mktemp("suite") / "tiny.toml"
     suite_file.write_text(
         'name = "tiny"\nbudgets = [0.5]\nworkers = 1\nstrategies = ["bm25"]\n'
-        '[[datasets]]\nname = "nq-multidoc"\nn = 3\ndocuments = 3\n'
+        '[[datasets]]\nname = "nq-multidoc"\nn = 4\nn_likelihood = 3\nn_read = 3\ndocuments = 3\n'
     )
     from occ_research.llm import make_llm
 
     reader = CountingReader(make_llm("local"))
     out = tmp_path_factory.mktemp("run")
-    run_suite(load_suite(suite_file), out, reader=reader)
+    with pytest.warns(UserWarning, match="n_read = 3 can detect only"):
+        run_suite(load_suite(suite_file), out, reader=reader)
     return suite_file, out
 
 
@@ -118,15 +122,26 @@ def test_end_to_end_run_with_the_local_reader(small_run: tuple[Path, Path]) -> N
     _, out = small_run
     rows = load_rows(out)
     assert set(rows["strategy"]) == {"identity", "truncate", "random", "bm25"}
-    assert len(rows) == 3 * (1 + 3)  # identity once per example, the others at one budget
+    assert len(rows) == 4 * (1 + 3)  # identity once per example, the others at one budget
+    assert list(rows.columns) == Row.columns() and set(rows["kind"]) == {"rag"}
     assert (rows.loc[rows["strategy"] == "identity", "rate"] == 1.0).all()
     assert (rows.loc[rows["strategy"] != "identity", "rate"] <= 0.5).all()
+    # the first 3 examples are read and scored, the fourth only compressed
+    assert rows["score_compressed"].notna().sum() == 3 * 4 and rows["ll_compressed"].notna().sum() == 3 * 4
+    identity = rows[rows["strategy"] == "identity"].dropna(subset=["ll_original"])
+    assert (identity["ll_compressed"] == identity["ll_original"]).all()
+    assert (rows["ll_original"].dropna() < 0).all()
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["reader"]["model"].endswith(".gguf") and manifest["versions"]["tiktoken"]
     report = write_report(out)
     text = report.read_text()
-    assert "## nq-multidoc" in text and "truncate" in text and "random" in text and "SmolLM2" in text
+    assert "## nq-multidoc (rag)" in text and "truncate" in text and "random" in text and "SmolLM2" in text
+    assert "not distinguishable from the original at n = 3" in text
     assert (out / "savings_vs_fidelity.png").stat().st_size > 1000
+    assert (out / "paired_differences.png").stat().st_size > 1000
+    summary = summarize_run(rows)
+    bm25 = summary[summary["strategy"] == "bm25"].iloc[0]
+    assert bm25["n"] == 4 and bm25["n_read"] == 3 and bm25["n_likelihood"] == 3
 
 
 def test_interrupted_runs_resume(small_run: tuple[Path, Path]) -> None:
@@ -136,27 +151,24 @@ def test_interrupted_runs_resume(small_run: tuple[Path, Path]) -> None:
     from occ_research.llm import make_llm
 
     reader = CountingReader(make_llm("local"))
-    run_suite(load_suite(suite_file), out, reader=reader)
+    with pytest.warns(UserWarning, match="n_read = 3"):
+        run_suite(load_suite(suite_file), out, reader=reader)
     assert len(load_rows(out)) == len(rows)
     assert reader.calls <= 3  # the unfinished example's original and compressed reads, nothing else
 
 
-def test_winner_rule_and_preset(tmp_path: Path) -> None:
-    run = tmp_path / "run"
-    run.mkdir()
+def _synthetic_run(folder: Path, pairs: list[tuple[str, float, list[int]]], n: int = 200) -> Path:
+    """A run folder with right/wrong reader scores per strategy x budget and likelihoods that keep the help."""
+    folder.mkdir()
     rows = []
-    for i in range(20):
-        for strategy, budget, score in [
-            ("identity", 1.0, 1),
-            ("bm25", 0.5, 1),
-            ("bm25", 0.25, i % 2),
-            ("tfidf", 0.25, 1),
-        ]:
+    for i in range(n):
+        for strategy, budget, scores in pairs:
             rows.append(
                 {
-                    "dataset": "d",
-                    "example": str(i),
+                    "dataset": "nq-multidoc",
+                    "kind": "rag",
                     "task": "qa",
+                    "example": str(i),
                     "strategy": strategy,
                     "budget": budget,
                     "original_tokens": 100,
@@ -168,28 +180,60 @@ def test_winner_rule_and_preset(tmp_path: Path) -> None:
                     "answer_kept": True,
                     "metric": "contains",
                     "score_original": 1,
-                    "score_compressed": score,
+                    "score_compressed": scores[i % len(scores)],
                     "agreement": True,
                     "answer_original": "a",
                     "answer_compressed": "a",
+                    "ll_original": -1.0,
+                    "ll_compressed": -1.0 - (0.01 * (i % 3) if strategy != "identity" else 0),
+                    "ll_none": -5.0,
                 }
             )
-    pd.DataFrame(rows).to_json(run / "rows.jsonl", orient="records", lines=True)
+    pd.DataFrame(rows).to_json(folder / "rows.jsonl", orient="records", lines=True)
     strategies = [
         {"strategy": "identity", "label": "identity"},
         {"strategy": "bm25", "label": "bm25"},
         {"strategy": "tfidf", "granularity": "sentence", "label": "tfidf"},
     ]
-    (run / "manifest.json").write_text(
-        json.dumps({"suite": "t", "seed": 0, "strategies": strategies, "reader": {"spec": "local"}})
+    (folder / "manifest.json").write_text(
+        json.dumps(
+            {
+                "suite": "t",
+                "seed": 0,
+                "strategies": strategies,
+                "reader": {"spec": "local", "model": "m"},
+                "likelihood": {"model": "m"},
+            }
+        )
+    )
+    return folder
+
+
+def test_winner_rule_uses_paired_statistics(tmp_path: Path) -> None:
+    # bm25 at 0.25 loses 1 answer in 10 (McNemar p < 0.05 at n = 200): worse; tfidf at 0.25 loses none
+    run = _synthetic_run(
+        tmp_path / "run",
+        [("identity", 1.0, [1]), ("bm25", 0.5, [1]), ("bm25", 0.25, [1] * 9 + [0]), ("tfidf", 0.25, [1])],
     )
     summary = summarize_run(load_rows(run))
-    assert summary.loc[(summary.strategy == "bm25") & (summary.budget == 0.25), "fidelity"].item() == 0.5
-    winner = select_winner(run, 0.95)
-    assert (
-        winner is not None and winner["label"] == "tfidf" and winner["rate"] == 0.25
-    )  # bm25@0.25 fails the rule
-    path = write_winner(winner, tmp_path / "winner.toml")
-    preset = load_preset(str(path))
+    bm25 = summary[(summary.strategy == "bm25") & (summary.budget == 0.25)].iloc[0]
+    assert bm25["difference"] == pytest.approx(-0.1) and bm25["mcnemar_p"] < 0.001
+    assert bm25["verdict"].startswith("worse by 0.100")
+    assert bm25["help_retained"] == pytest.approx(1 - 0.01 / 4, abs=0.01)
+    winners = select_winners(run)
+    assert winners["rag"] is not None and winners["rag"].label == "tfidf" and winners["rag"].rate == 0.25
+    assert winners["rag"].reader_check == "non-inferior"  # n = 200 with no discordant pair detects 0.05
+    path = write_policy(winners, tmp_path / "winner.toml", run)
+    preset = load_preset(str(path))  # the top level is still a preset: the rag winner
     assert preset.rate == 0.25 and preset.strategy.config()["strategy"] == "tfidf"
-    assert select_winner(run, 1.01) is None
+    policy = read_policy(path)
+    assert policy["rag"] == ({"strategy": "tfidf", "granularity": "sentence"}, 0.25)
+    assert policy["chat"] is None and policy["few-shot"] is None
+    assert select_winners(run, min_fidelity=1.01)["rag"] is None
+
+
+def test_small_reader_samples_make_a_weak_check(tmp_path: Path) -> None:
+    run = _synthetic_run(tmp_path / "run", [("identity", 1.0, [1]), ("bm25", 0.5, [1])], n=12)
+    winner = select_winners(run)["rag"]
+    assert winner is not None and winner.reader_check.startswith("weak: n = 12 detects >= 0.")
+    assert read_policy(write_policy({"rag": None}, tmp_path / "w.toml", run))["rag"] is None

@@ -4,43 +4,73 @@
     run = evaluate("quick", limit=5)          # evals/quick.toml; returns the run folder with report.md
     summarize_run(load_rows(run))             # one row per dataset x strategy x budget
 
-Where things go: a dataset is a function registered in ``_datasets.py`` (``DATASETS``) that returns
-``Example`` records; a metric is registered in ``_metrics.py`` (``METRICS``) with ``higher_is_better``; the
-runner (``_runner.py``) writes ``rows.jsonl`` and ``manifest.json``; ``_report.py`` writes ``report.md`` and
-the plots (and every Markdown table of the project); ``_select.py`` holds the winner rule; ``_compare.py``
-compares strategies without a reader (``occ demo``).
+Where things go: a dataset is a loader registered in ``_datasets.py`` with ``register_dataset`` (its task,
+kind of prompt, default metric) that returns ``Example`` records; a metric is registered in ``_metrics.py``
+with ``register_metric`` (``higher_is_better``, aggregation, right/wrong); the runner (``_runner.py``) writes
+one ``Row`` per line of ``rows.jsonl`` and ``manifest.json``; ``_likelihood.py`` scores the gold answer's
+likelihood; ``_stats.py`` holds the paired statistics; ``_report.py`` writes ``report.md`` and the plots
+(and every Markdown table of the project); ``_select.py`` holds the winner rule per kind of prompt and the
+policy file; ``_compare.py`` compares strategies without a reader (``occ demo``).
 """
 
 from .._paths import data_dir
 from ._compare import compare, demo_strategies, run_demo, summarize
-from ._datasets import DATASETS, Example, load_examples
+from ._datasets import DATASETS, KINDS, DatasetSpec, Example, load_examples, register_dataset
 from ._evaluate import evaluate, find_suite
-from ._metrics import METRICS, bootstrap_ratio, contains_answer
-from ._report import markdown_table, summarize_run, write_report
-from ._runner import Suite, load_rows, load_suite, run_suite
-from ._select import select_winner, write_winner
+from ._likelihood import AnswerScorer, help_retained
+from ._metrics import METRICS, Metric, bootstrap_ratio, contains_answer, register_metric
+from ._report import likelihood_vs_reader, markdown_table, summarize_run, write_report
+from ._runner import Row, Suite, check_sample_sizes, load_rows, load_suite, run_suite
+from ._select import Rule, Winner, read_policy, select_winners, write_policy
+from ._stats import (
+    Interval,
+    bootstrap_mean,
+    detectable_difference,
+    mcnemar_exact,
+    paired_difference,
+    sample_size_for,
+)
 
 __all__ = [
     "DATASETS",
+    "KINDS",
     "METRICS",
+    "AnswerScorer",
+    "DatasetSpec",
     "Example",
+    "Interval",
+    "Metric",
+    "Row",
+    "Rule",
     "Suite",
+    "Winner",
+    "bootstrap_mean",
     "bootstrap_ratio",
+    "check_sample_sizes",
     "compare",
     "contains_answer",
     "data_dir",
     "demo_strategies",
+    "detectable_difference",
     "evaluate",
     "find_suite",
+    "help_retained",
+    "likelihood_vs_reader",
     "load_examples",
     "load_rows",
     "load_suite",
     "markdown_table",
+    "mcnemar_exact",
+    "paired_difference",
+    "read_policy",
+    "register_dataset",
+    "register_metric",
     "run_demo",
     "run_suite",
-    "select_winner",
+    "sample_size_for",
+    "select_winners",
     "summarize",
     "summarize_run",
+    "write_policy",
     "write_report",
-    "write_winner",
 ]

@@ -19,7 +19,52 @@ from .._registry import Registry
 from ..exceptions import DatasetError
 
 Loader = Callable[..., list["Example"]]
-DATASETS: Registry[Loader] = Registry("dataset")
+
+#: kinds of prompt: a winner is elected per kind, and the server classifies requests into the same kinds
+KINDS = ("rag", "long-document", "chat", "few-shot", "structured")
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """A registered dataset: its loader and what it is (task, kind of prompt, default metric, answer length).
+
+    ``retention``: whether "a gold answer still appears in the compressed prompt" means anything (extractive
+    QA and lookups, not summaries or chats).
+    """
+
+    name: str
+    load: Loader
+    task: str
+    kind: str
+    metric: str
+    max_tokens: int = 64
+    retention: bool = False
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"dataset {self.name}: kind must be one of {KINDS}, got {self.kind!r}")
+
+
+DATASETS: Registry[DatasetSpec] = Registry("dataset")
+
+
+def register_dataset(
+    name: str,
+    *,
+    task: str,
+    kind: str,
+    metric: str,
+    max_tokens: int = 64,
+    retention: bool = False,
+) -> Callable[[Loader], Loader]:
+    """Decorator: register a loader with what it is (see ``DatasetSpec``)."""
+
+    def add(load: Loader) -> Loader:
+        DATASETS.register(name)(DatasetSpec(name, load, task, kind, metric, max_tokens, retention))
+        return load
+
+    return add
+
 
 NQ_INSTRUCTION = (
     "Write a high-quality answer for the given question using only the provided search results "
@@ -36,6 +81,7 @@ class Example:
     question: str
     answers: list[str] = field(default_factory=list)  # gold answers or reference summaries
     task: str = "qa"  # qa | summary | chat | math | retrieval
+    kind: str = "rag"  # one of KINDS: the kind of prompt, for a winner per kind
 
 
 def _read_json(path: str | Path, limit: int | None = None) -> Any:
@@ -59,10 +105,10 @@ def _rows(relative: str, limit: int | None = None) -> list[dict[str, Any]]:
 
 def load_examples(name: str, **options: Any) -> list[Example]:
     """Load a registered dataset by name, e.g. ``load_examples("nq-multidoc", n=20, documents=10)``."""
-    return DATASETS.get(name)(**options)
+    return DATASETS.get(name).load(**options)
 
 
-@DATASETS.register("nq-multidoc")
+@register_dataset("nq-multidoc", task="qa", kind="rag", metric="contains", max_tokens=32, retention=True)
 def nq_multidoc(
     n: int = 50, documents: int = 10, gold_position: int | None = None, seed: int = 0
 ) -> list[Example]:
@@ -93,7 +139,7 @@ def nq_multidoc(
     return examples
 
 
-@DATASETS.register("qmsum")
+@register_dataset("qmsum", task="summary", kind="long-document", metric="rougel", max_tokens=200)
 def qmsum(n: int = 20, split: str = "test") -> list[Example]:
     """Query-focused meeting summarisation: a long transcript, a specific query, reference answers."""
     examples = []
@@ -105,14 +151,21 @@ def qmsum(n: int = 20, split: str = "test") -> list[Example]:
                 {"role": "user", "content": f"{transcript}\n\n{query['query']}"},
             ]
             examples.append(
-                Example(f"qmsum-{split}-{m}-{q}", messages, query["query"], [query["answer"]], "summary")
+                Example(
+                    f"qmsum-{split}-{m}-{q}",
+                    messages,
+                    query["query"],
+                    [query["answer"]],
+                    "summary",
+                    "long-document",
+                )
             )
             if len(examples) >= n:
                 return examples
     return examples
 
 
-@DATASETS.register("sharegpt-chat")
+@register_dataset("sharegpt-chat", task="chat", kind="chat", metric="rougel", max_tokens=200)
 def sharegpt_chat(n: int = 20) -> list[Example]:
     """Real multi-turn chats: the history up to the last user turn, the next assistant reply as reference."""
     examples = []
@@ -127,13 +180,15 @@ def sharegpt_chat(n: int = 20) -> list[Example]:
             continue
         history = turns[: last_user + 1]
         reference = [turns[last_user + 1]["content"]] if last_user + 1 < len(turns) else []
-        examples.append(Example(f"sharegpt-{row['id']}", history, history[-1]["content"], reference, "chat"))
+        examples.append(
+            Example(f"sharegpt-{row['id']}", history, history[-1]["content"], reference, "chat", "chat")
+        )
         if len(examples) >= n:
             break
     return examples
 
 
-@DATASETS.register("gsm8k-cot")
+@register_dataset("gsm8k-cot", task="math", kind="few-shot", metric="numeric_match", max_tokens=256)
 def gsm8k_cot(n: int = 20) -> list[Example]:
     """GSM8K test questions after the 8-shot chain-of-thought prompt (``prompt_hardest.txt``), the setting of
     the prompt-compression papers: the demonstrations are compressed, the question is not."""
@@ -144,12 +199,16 @@ def gsm8k_cot(n: int = 20) -> list[Example]:
         content = f"{demonstrations}\n\n{question}"
         answer = row["answer"].split("####")[-1].strip()
         examples.append(
-            Example(f"gsm8k-{i}", [{"role": "user", "content": content}], question, [answer], "math")
+            Example(
+                f"gsm8k-{i}", [{"role": "user", "content": content}], question, [answer], "math", "few-shot"
+            )
         )
     return examples
 
 
-@DATASETS.register("kv-retrieval")
+@register_dataset(
+    "kv-retrieval", task="retrieval", kind="structured", metric="contains", max_tokens=48, retention=True
+)
 def kv_retrieval(n: int = 20, keys: int = 75) -> list[Example]:
     """Exact key-value lookup in a JSON object (Lost in the Middle): a structure-preservation test. The JSON
     is a protected block, so a correct strategy leaves it whole and cannot meet small budgets."""
@@ -162,12 +221,19 @@ def kv_retrieval(n: int = 20, keys: int = 75) -> list[Example]:
             f"JSON data:\n{data}\n\n{question}"
         )
         examples.append(
-            Example(f"kv-{i}", [{"role": "user", "content": content}], question, [row["value"]], "retrieval")
+            Example(
+                f"kv-{i}",
+                [{"role": "user", "content": content}],
+                question,
+                [row["value"]],
+                "retrieval",
+                "structured",
+            )
         )
     return examples
 
 
-@DATASETS.register("jsonl")
+@register_dataset("jsonl", task="qa", kind="rag", metric="contains", max_tokens=32, retention=True)
 def jsonl(
     path: str,
     n: int | None = None,
@@ -175,14 +241,15 @@ def jsonl(
     question_field: str = "question",
     answers_field: str = "answers",
     task: str = "qa",
+    kind: str = "rag",
 ) -> list[Example]:
     """Your own data: one JSON object per line with a context, a question and gold answers (a string or a
     list). In a suite: ``{ name = "jsonl", path = "my.jsonl", task = "qa" }``."""
     table = _read_json(path, n)
-    return _examples(table, "jsonl", context_field, question_field, answers_field, task)
+    return _examples(table, "jsonl", context_field, question_field, answers_field, task, kind)
 
 
-@DATASETS.register("hub")
+@register_dataset("hub", task="qa", kind="rag", metric="contains", max_tokens=32, retention=True)
 def hub(
     dataset: str,
     split: str = "validation",
@@ -192,6 +259,7 @@ def hub(
     question_field: str = "question",
     answers_field: str = "answers",
     task: str = "qa",
+    kind: str = "rag",
 ) -> list[Example]:
     """A dataset from the Hugging Face hub, or from the local ``datasets`` cache when the user runs offline
     (``HF_DATASETS_OFFLINE=1``; nothing here sets it); fields are mapped as for ``jsonl``."""
@@ -201,12 +269,20 @@ def hub(
         table = datasets.load_dataset(dataset, config, split=split if n is None else f"{split}[:{n}]")
     except Exception as exc:  # the library raises many kinds (connection, missing cache, bad split)
         raise DatasetError(f"cannot load {dataset!r} from the hub or the local cache: {exc}") from exc
-    return _examples(table, dataset, context_field, question_field, answers_field, task)
+    return _examples(table, dataset, context_field, question_field, answers_field, task, kind)
 
 
 def _examples(
-    table: Any, prefix: str, context_field: str, question_field: str, answers_field: str, task: str
+    table: Any,
+    prefix: str,
+    context_field: str,
+    question_field: str,
+    answers_field: str,
+    task: str,
+    kind: str,
 ) -> list[Example]:
+    if kind not in KINDS:
+        raise DatasetError(f"kind must be one of {KINDS}, got {kind!r}")
     examples = []
     for i, row in enumerate(table):
         answers = row[answers_field]
@@ -215,7 +291,7 @@ def _examples(
         content = f"{row[context_field]}\n\n{question}"
         gold = [answers] if isinstance(answers, str) else [str(a) for a in answers]
         examples.append(
-            Example(f"{prefix}-{i}", [{"role": "user", "content": content}], question, gold, task)
+            Example(f"{prefix}-{i}", [{"role": "user", "content": content}], question, gold, task, kind)
         )
     return examples
 

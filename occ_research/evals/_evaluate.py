@@ -10,6 +10,7 @@ from typing import Any
 from .._paths import project_folders, writable_folder
 from ..exceptions import SuiteError
 from ..llm import LLM
+from ._likelihood import AnswerScorer
 from ._report import write_report
 from ._runner import load_suite, run_suite
 
@@ -29,17 +30,19 @@ def evaluate(
     *,
     limit: int | None = None,
     reader: LLM | None = None,
+    scorer: AnswerScorer | None = None,
     progress: Callable[[Iterable[Any], int], Iterable[Any]] | None = None,
 ) -> Path:
     """Run (or resume) a suite, by name or path, and write its report; returns the run folder.
 
     ``output`` defaults to ``evals/runs/SUITE-TIME``; an existing folder is resumed. ``limit`` caps the
-    examples per dataset (a smoke run). ``reader`` replaces the suite's reader (e.g. an already loaded LLM).
+    examples per dataset (a smoke run). ``reader`` and ``scorer`` replace the suite's reader and likelihood
+    model (e.g. already loaded ones).
     """
     loaded = load_suite(find_suite(suite))
     if output is None:
         stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
         output = writable_folder("evals") / "runs" / f"{loaded.name}-{stamp}"
-    run = run_suite(loaded, output, limit=limit, reader=reader, progress=progress)
+    run = run_suite(loaded, output, limit=limit, reader=reader, scorer=scorer, progress=progress)
     write_report(run)
     return run

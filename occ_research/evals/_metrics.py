@@ -1,4 +1,5 @@
-"""Answer metrics, each registered with whether higher is better.
+"""Answer metrics, each registered with whether higher is better, how it aggregates and whether it is
+right/wrong (then the paired comparison with the original prompt adds an exact McNemar test).
 
 Normalisation follows the SQuAD convention: lower case, no punctuation, no articles, single spaces.
 """
@@ -20,23 +21,34 @@ _PUNCTUATION = str.maketrans("", "", string.punctuation)
 _NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
 
 
+Score = Callable[[str, Sequence[str]], float]
+
+
 @dataclass(frozen=True)
 class Metric:
-    """``score(prediction, references) -> float`` in [0, 1] unless stated otherwise."""
+    """``score(prediction, references) -> float`` in [0, 1] unless stated otherwise.
+
+    ``aggregation``: how per-example scores combine ("mean" for all metrics here); ``binary``: scores are
+    right (1) or wrong (0), so paired comparisons also get McNemar's exact test.
+    """
 
     name: str
-    score: Callable[[str, Sequence[str]], float]
+    score: Score
     higher_is_better: bool = True
+    aggregation: str = "mean"
+    binary: bool = False
 
 
 METRICS: Registry[Metric] = Registry("metric")
 
 
-def _register(
-    name: str, higher_is_better: bool = True
-) -> Callable[[Callable[[str, Sequence[str]], float]], Callable[[str, Sequence[str]], float]]:
-    def add(fn: Callable[[str, Sequence[str]], float]) -> Callable[[str, Sequence[str]], float]:
-        METRICS.register(name)(Metric(name, fn, higher_is_better))
+def register_metric(
+    name: str, *, higher_is_better: bool = True, aggregation: str = "mean", binary: bool = False
+) -> Callable[[Score], Score]:
+    """Decorator: register a scoring function as a metric (see ``Metric``)."""
+
+    def add(fn: Score) -> Score:
+        METRICS.register(name)(Metric(name, fn, higher_is_better, aggregation, binary))
         return fn
 
     return add
@@ -52,17 +64,17 @@ def contains_answer(text: str, answers: Iterable[str]) -> bool:
     return any(f" {normalize_answer(a)} " in haystack for a in answers if normalize_answer(a))
 
 
-@_register("contains")
+@register_metric("contains", binary=True)
 def contains_score(prediction: str, references: Sequence[str]) -> float:
     return float(contains_answer(prediction, references))
 
 
-@_register("exact_match")
+@register_metric("exact_match", binary=True)
 def exact_match(prediction: str, references: Sequence[str]) -> float:
     return float(any(normalize_answer(prediction) == normalize_answer(r) for r in references))
 
 
-@_register("f1")
+@register_metric("f1")
 def token_f1(prediction: str, references: Sequence[str]) -> float:
     """Best SQuAD token F1 over the references."""
     best = 0.0
@@ -88,7 +100,7 @@ def last_number(text: str) -> float | None:
     return float(found[-1].replace(",", "")) if found else None
 
 
-@_register("numeric_match")
+@register_metric("numeric_match", binary=True)
 def numeric_match(prediction: str, references: Sequence[str]) -> float:
     predicted = last_number(prediction)
     return float(predicted is not None and any(last_number(r) == predicted for r in references))
@@ -126,7 +138,7 @@ def rouge(prediction: str, reference: str, kind: str) -> float:
     return 2 * precision * recall / (precision + recall)
 
 
-def _rouge_metric(kind: str) -> Callable[[str, Sequence[str]], float]:
+def _rouge_metric(kind: str) -> Score:
     def score(prediction: str, references: Sequence[str]) -> float:
         return max((rouge(prediction, r, kind) for r in references), default=0.0)
 
@@ -134,7 +146,7 @@ def _rouge_metric(kind: str) -> Callable[[str, Sequence[str]], float]:
 
 
 for _kind in ("1", "2", "L"):
-    _register(f"rouge{_kind.lower()}")(_rouge_metric(_kind))
+    register_metric(f"rouge{_kind.lower()}")(_rouge_metric(_kind))
 
 
 def bootstrap_ratio(

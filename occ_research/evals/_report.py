@@ -8,22 +8,49 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ._metrics import bootstrap_ratio
+from ._metrics import METRICS, bootstrap_ratio
 from ._runner import load_rows
+from ._stats import (
+    bootstrap_mean,
+    bootstrap_ratio_of_sums,
+    detectable_difference,
+    mcnemar_exact,
+    paired_difference,
+    verdict,
+)
 
 
 def summarize_run(rows: Any, seed: int = 0, price_per_million_tokens: float = 2.5) -> Any:
-    """One row per dataset x strategy x budget: savings (tokens and USD per 1M requests at the given input
-    price), compression cost, gold-answer retention, reader fidelity with a 95% CI, answer agreement."""
+    """One row per dataset x strategy x budget (see ``SUMMARY_COLUMNS`` for what each column means).
+
+    Model-free numbers use every example; ``help_retained`` the examples with likelihoods where the context
+    helped (LL(original) > LL(question only)); the reader's paired comparison the examples it answered.
+    """
     import pandas as pd
 
     records = []
-    for (dataset, strategy, budget), group in rows.groupby(["dataset", "strategy", "budget"], sort=False):
-        fidelity, low, high = bootstrap_ratio(group["score_compressed"], group["score_original"], seed=seed)
-        kept = group["answer_kept"].dropna()
+    keys = ["dataset", "strategy", "budget"]
+    for (dataset, strategy, budget), group in rows.groupby(keys, sort=False):
+        metric = METRICS.get(str(group["metric"].iloc[0]))
+        sign = 1.0 if metric.higher_is_better else -1.0  # differences read "positive = better"
+        read = group.dropna(subset=["score_original", "score_compressed"])
+        compressed = sign * read["score_compressed"].astype(float)
+        original = sign * read["score_original"].astype(float)
+        difference = paired_difference(compressed, original, seed=seed)
+        p_value = mcnemar_exact(compressed * sign, original * sign) if metric.binary and len(read) else None
+        detectable = detectable_difference(compressed, original, binary=metric.binary)
+        scored = group.dropna(subset=["ll_original", "ll_compressed", "ll_none"])
+        helped = scored[scored["ll_original"] > scored["ll_none"]]
+        retained = bootstrap_ratio_of_sums(
+            helped["ll_compressed"] - helped["ll_none"], helped["ll_original"] - helped["ll_none"], seed=seed
+        )
+        kept = group["answer_kept"].dropna().astype(float)
+        kept_interval = bootstrap_mean(kept, seed=seed)
+        fidelity, low, high = bootstrap_ratio(read["score_compressed"], read["score_original"], seed=seed)
         records.append(
             {
                 "dataset": dataset,
+                "kind": group["kind"].iloc[0],
                 "strategy": strategy,
                 "budget": budget,
                 "n": len(group),
@@ -36,16 +63,72 @@ def summarize_run(rows: Any, seed: int = 0, price_per_million_tokens: float = 2.
                 # medians: the first call of a strategy pays for imports and model loads
                 "ms_per_request": 1000 * group["compress_seconds"].median(),
                 "ms_per_1k_tokens": (1e6 * group["compress_seconds"] / group["original_tokens"]).median(),
-                "answer_kept": kept.astype(float).mean() if len(kept) else None,
-                "score_original": group["score_original"].mean(),
-                "score_compressed": group["score_compressed"].mean(),
+                "answer_kept": kept_interval.value if len(kept) else None,
+                "answer_kept_low": kept_interval.low if len(kept) else None,
+                "answer_kept_high": kept_interval.high if len(kept) else None,
+                "n_likelihood": len(scored),
+                "n_helped": len(helped),
+                "help_retained": retained.value,
+                "help_retained_low": retained.low,
+                "help_retained_high": retained.high,
+                "n_read": len(read),
+                "metric": metric.name,
+                "score_original": read["score_original"].mean() if len(read) else None,
+                "score_compressed": read["score_compressed"].mean() if len(read) else None,
+                "difference": difference.value,
+                "difference_low": difference.low,
+                "difference_high": difference.high,
+                "mcnemar_p": p_value,
+                "detectable": detectable,
+                "verdict": "the original"
+                if strategy == "identity"
+                else verdict(difference, detectable, len(read), p_value),
                 "fidelity": fidelity,
                 "fidelity_low": low,
                 "fidelity_high": high,
-                "agreement": group["agreement"].mean(),
+                "agreement": read["agreement"].astype(float).mean() if len(read) else None,
             }
         )
     return pd.DataFrame.from_records(records)
+
+
+#: the report's table per dataset: column -> (header, format)
+REPORT_COLUMNS = {
+    "strategy": ("strategy", ""),
+    "budget": ("budget", "g"),
+    "n": ("n", ""),
+    "savings": ("savings", ".1%"),
+    "answer_kept": ("answer kept", ".1%"),
+    "help_retained": ("help retained [95% CI]", ""),
+    "ms_per_request": ("ms", ".1f"),
+    "n_read": ("n read", ""),
+    "scores": ("reader: original -> compressed", ""),
+    "difference": ("difference [95% CI]", ""),
+    "verdict": ("paired verdict", ""),
+}
+
+
+def _report_records(table: Any) -> list[dict[str, Any]]:
+    def interval(value: Any, low: Any, high: Any, spec: str = ".3f") -> str:
+        if value is None or value != value:
+            return "-"
+        return f"{value:{spec}} [{low:{spec}}, {high:{spec}}]"
+
+    records = []
+    for row in table.to_dict("records"):
+        records.append(
+            {
+                **row,
+                "help_retained": interval(
+                    row["help_retained"], row["help_retained_low"], row["help_retained_high"]
+                ),
+                "scores": "-"
+                if row["score_original"] is None or row["score_original"] != row["score_original"]
+                else f"{row['score_original']:.3f} -> {row['score_compressed']:.3f}",
+                "difference": interval(row["difference"], row["difference_low"], row["difference_high"]),
+            }
+        )
+    return records
 
 
 def pareto_front(points: list[tuple[float, float]]) -> list[int]:
@@ -59,6 +142,34 @@ def pareto_front(points: list[tuple[float, float]]) -> list[int]:
     return front
 
 
+def likelihood_vs_reader(rows: Any) -> dict[str, float]:
+    """How the likelihood signal relates to reader accuracy, on the rows that have both (compressed prompts
+    other than the original): Spearman correlations per example and per strategy x budget, and the reader's
+    accuracy where the gold answer's likelihood rose with the context vs where it did not."""
+    import pandas as pd
+
+    both = rows.dropna(subset=["ll_compressed", "ll_none", "score_compressed"])
+    both = both[both["strategy"] != "identity"]
+    if len(both) < 3:
+        return {}
+    gain = both["ll_compressed"] - both["ll_none"]
+    score = both["score_compressed"].astype(float)
+    configs = both.assign(gain=gain, score=score).groupby(["dataset", "strategy", "budget"])[
+        ["gain", "score"]
+    ]
+    means = configs.mean()
+    return {
+        "pairs": float(len(both)),
+        "spearman_examples": float(pd.Series(gain).corr(score, method="spearman")),
+        "spearman_configs": float(means["gain"].corr(means["score"], method="spearman"))
+        if len(means) > 2
+        else float("nan"),
+        "accuracy_when_context_helps": float(score[gain > 0].mean()),
+        "accuracy_otherwise": float(score[gain <= 0].mean()),
+        "share_context_helps": float((gain > 0).mean()),
+    }
+
+
 def write_report(run: str | Path) -> Path:
     """Write ``report.md``, ``rows.csv``, ``summary.csv`` and the plots into the run folder; returns the
     report's path."""
@@ -68,32 +179,68 @@ def write_report(run: str | Path) -> Path:
     manifest = json.loads((run / "manifest.json").read_text(encoding="utf-8"))
     summary = summarize_run(rows, manifest.get("seed", 0), manifest.get("price_per_million_tokens", 2.5))
     summary.to_csv(run / "summary.csv", index=False)
-    plots = _plots(summary, run)
+    plots = _plots(summary, run, manifest.get("max_loss", 0.05))
+    reader = manifest["reader"]
+    likelihood = manifest.get("likelihood") or {}
     lines = [
         f"# Evaluation report: {manifest['suite']}",
         "",
-        f"Reader: `{manifest['reader']['spec']}` ({manifest['reader']['model']}); tokens counted for "
-        f"{manifest['token_model']}; seed {manifest['seed']}; commit {manifest.get('git_commit', '')[:10]}; "
-        f"{manifest.get('finished', manifest['started'])}.",
+        f"Reader: `{reader['spec']}` ({reader['model']}); likelihood model: {likelihood.get('model') or 'none'}; "
+        f"tokens counted for {manifest.get('token_model')}; seed {manifest.get('seed')}; commit "
+        f"{manifest.get('git_commit', '')[:10]}; {manifest.get('finished', manifest.get('started'))}; "
+        f"{manifest.get('seconds', '?')} s on {manifest.get('machine', {}).get('platform')}.",
         "",
-        "Fidelity = the reader's mean score with the compressed prompt / with the original prompt (95% bootstrap "
-        "interval). Savings = share of prompt tokens removed. Agreement = the reader gave the same answer with both "
-        "prompts. Answer kept = a gold answer still appears in the compressed prompt (model-free). USD saved per "
-        f"1M requests at ${manifest.get('price_per_million_tokens', 2.5):g} per 1M input tokens.",
+        "Savings = share of prompt tokens removed. Answer kept = a gold answer still appears in the compressed "
+        "prompt (model-free). Help retained = (LL(gold | compressed) - LL(gold | question only)) / "
+        "(LL(gold | original) - LL(gold | question only)), summed over the examples where the context helped, "
+        "teacher-forced with the likelihood model (1 = all the context's help kept). The reader's scores are "
+        "compared with the original prompt's on the same examples: difference = mean(compressed - original) "
+        "with a paired bootstrap 95% interval; right/wrong metrics add an exact McNemar test; 'could detect' "
+        "is the smallest difference the sample would find (5% test, 80% power). Intervals are 95% bootstrap "
+        f"(2,000 resamples). USD saved per 1M requests at ${manifest.get('price_per_million_tokens', 2.5):g} "
+        "per 1M input tokens: see summary.csv.",
     ]
-    if manifest["reader"]["spec"] == "local":
+    if reader["spec"] == "local":
         lines += [
             "",
-            "The reader is SmolLM2-135M-Instruct: its absolute accuracy is low, so read the relative figures "
-            "(fidelity, agreement), not the scores.",
+            "The reader is SmolLM2-135M-Instruct: its absolute accuracy is low and its answers change with any "
+            "change of prompt; the likelihood signal is the one to read.",
         ]
     if "nq-multidoc" in set(summary["dataset"]):
         lines += [
             "",
             "nq-multidoc distractors are other questions' gold passages drawn at random, not retrieved.",
         ]
+    relation = likelihood_vs_reader(rows)
+    if relation:
+        lines += [
+            "",
+            "## Likelihood signal vs reader accuracy",
+            "",
+            f"On {relation['pairs']:.0f} compressed prompts that were both read and scored: Spearman correlation "
+            f"between the likelihood gain (LL(gold | compressed) - LL(gold | question only)) and the reader's "
+            f"score {relation['spearman_examples']:.2f} per example, {relation['spearman_configs']:.2f} across "
+            f"strategy x budget means. The reader is right {relation['accuracy_when_context_helps']:.1%} of the "
+            f"time when the prompt raised the gold answer's likelihood ({relation['share_context_helps']:.0%} of "
+            f"the prompts) and {relation['accuracy_otherwise']:.1%} otherwise.",
+        ]
+    widths = (summary["help_retained_high"] - summary["help_retained_low"]) / 2
+    wide = summary[(widths > 0.05) & (summary["strategy"] != "identity")]
+    if widths.notna().any():
+        lines += [
+            "",
+            f"Help-retained intervals: half-width {widths.min():.3f} to {widths.max():.3f} "
+            f"(n = {int(summary['n_helped'].max())} examples where the context helped); wider than +-0.05: "
+            + (", ".join(f"{r.strategy} @ {r.budget:g}" for r in wide.itertuples()) or "none")
+            + ".",
+        ]
     for dataset, table in summary.groupby("dataset", sort=False):
-        lines += ["", f"## {dataset}", "", markdown_table(table.drop(columns=["dataset"]).to_dict("records"))]
+        lines += [
+            "",
+            f"## {dataset} ({table['kind'].iloc[0]})",
+            "",
+            markdown_table(_report_records(table), REPORT_COLUMNS),
+        ]
     lines += ["", *[f"![{p.stem}]({p.name})" for p in plots]]
     report = run / "report.md"
     report.write_text("\n".join(lines) + "\n", encoding="utf-8")
@@ -127,48 +274,114 @@ def markdown_table(
     return "\n".join(lines)
 
 
-def _plots(summary: Any, run: Path) -> list[Path]:
+def upper_staircase(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """The Pareto frontier of (savings, fidelity), both higher-is-better, as the corners of its upper
+    staircase in increasing savings: each point is the best fidelity available at that savings or more."""
+    front = sorted((points[i] for i in pareto_front(points)), key=lambda p: (p[0], -p[1]))
+    return [p for k, p in enumerate(front) if k == len(front) - 1 or p[0] != front[k + 1][0]]
+
+
+def _plots(summary: Any, run: Path, max_loss: float) -> list[Path]:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
 
+    kinds = list(dict.fromkeys(summary["kind"]))
+    strategies = list(dict.fromkeys(summary["strategy"]))
+    colors = {s: plt.get_cmap("tab10")(k % 10) for k, s in enumerate(strategies)}
+    budgets = sorted(set(summary["budget"]), reverse=True)
+    markers = dict(zip(budgets, "o^sDvP*X", strict=False))
+    use_likelihood = summary["help_retained"].notna().any()
+    y, y_low, y_high, y_label = (
+        ("help_retained", "help_retained_low", "help_retained_high", "help retained (likelihood)")
+        if use_likelihood
+        else ("fidelity", "fidelity_low", "fidelity_high", "reader fidelity (compressed / original)")
+    )
     paths = []
-    averaged = summary.groupby(["strategy", "budget"], as_index=False)[["savings", "fidelity"]].mean()
-    points = list(zip(averaged["savings"], averaged["fidelity"].fillna(0), strict=True))
-    front = set(pareto_front(points))
-    figure, axes = plt.subplots(figsize=(7, 5))
-    for i, row in averaged.iterrows():
-        axes.scatter(row["savings"], row["fidelity"], color="tab:red" if i in front else "tab:gray", zorder=3)
-        axes.annotate(
-            f"{row['strategy']}@{row['budget']:g}",
-            (row["savings"], row["fidelity"]),
-            fontsize=7,
-            xytext=(3, 3),
-            textcoords="offset points",
-        )
-    frontier = sorted((points[i] for i in front), key=lambda p: p[0])
-    if frontier:
-        axes.plot(*zip(*frontier, strict=True), color="tab:red", linewidth=1, label="Pareto frontier")
-        axes.legend()
-    axes.set_xlabel("token savings (share removed)")
-    axes.set_ylabel("fidelity (compressed / original score)")
-    axes.set_title("Savings vs fidelity, averaged over datasets")
-    axes.grid(alpha=0.3)
+
+    figure, axes = plt.subplots(1, len(kinds), figsize=(5.5 * len(kinds), 4.5), squeeze=False)
+    for axis, kind in zip(axes[0], kinds, strict=True):
+        # a kind's datasets are averaged per strategy x budget
+        part = summary[summary["kind"] == kind].groupby(["strategy", "budget"], as_index=False, sort=False)
+        means = part[["savings", y, y_low, y_high]].mean()
+        for _, row in means.iterrows():
+            if row[y] != row[y]:
+                continue
+            # strategies at the same budget share a savings value: dodge them sideways so none hides another
+            dodge = 0.006 * (strategies.index(row["strategy"]) - (len(strategies) - 1) / 2)
+            axis.errorbar(
+                row["savings"] + dodge,
+                row[y],
+                yerr=[[max(row[y] - row[y_low], 0)], [max(row[y_high] - row[y], 0)]],
+                color=colors[row["strategy"]],
+                marker=markers.get(row["budget"], "o"),
+                linestyle="none",
+                capsize=3,
+                markersize=6,
+            )
+        valid = means.dropna(subset=[y])
+        stairs = upper_staircase(list(zip(valid["savings"], valid[y], strict=True)))
+        if stairs:  # from no savings at the best fidelity, down each step, to the floor after the last
+            xs, ys = zip(*stairs, strict=True)
+            floor = axis.get_ylim()[0]
+            axis.step(
+                [0.0, *xs, xs[-1]],
+                [ys[0], *ys, floor],
+                where="pre",
+                color="black",
+                linewidth=1,
+                alpha=0.6,
+                zorder=0,
+            )
+            axis.set_ylim(bottom=floor)
+        axis.set_title(f"{kind} (averaged over its datasets)")
+        axis.set_xlabel("token savings (share removed)")
+        axis.set_ylabel(y_label)
+        axis.grid(alpha=0.3)
+    handles = [Line2D([], [], color=colors[s], marker="o", linestyle="none", label=s) for s in strategies] + [
+        Line2D([], [], color="gray", marker=markers.get(b, "o"), linestyle="none", label=f"budget {b:g}")
+        for b in budgets
+    ]
+    handles.append(Line2D([], [], color="black", alpha=0.6, label="Pareto frontier"))
+    figure.legend(handles=handles, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8, frameon=False)
+    figure.suptitle("Savings vs fidelity, 95% intervals (points at one budget dodged sideways)")
     paths.append(run / "savings_vs_fidelity.png")
     figure.savefig(paths[-1], dpi=110, bbox_inches="tight")
     plt.close(figure)
 
-    figure, axes = plt.subplots(figsize=(7, 5))
-    for strategy, group in averaged.groupby("strategy"):
-        group = group.sort_values("budget")
-        axes.plot(group["budget"], group["fidelity"], marker="o", label=strategy)
-    axes.set_xlabel("budget (asked rate)")
-    axes.set_ylabel("fidelity")
-    axes.set_title("Fidelity vs budget")
-    axes.grid(alpha=0.3)
-    axes.legend(fontsize=7)
-    paths.append(run / "fidelity_vs_budget.png")
-    figure.savefig(paths[-1], dpi=110, bbox_inches="tight")
-    plt.close(figure)
+    read = summary[(summary["n_read"] > 0) & (summary["strategy"] != "identity")]
+    if len(read):
+        figure, axes = plt.subplots(
+            1, len(kinds), figsize=(5.5 * len(kinds), 0.35 * len(read) / len(kinds) + 2), squeeze=False
+        )
+        for axis, kind in zip(axes[0], kinds, strict=True):
+            part = read[read["kind"] == kind].reset_index(drop=True)
+            labels = [f"{r.dataset}: {r.strategy} @ {r.budget:g}" for r in part.itertuples()]
+            for k, row in part.iterrows():
+                axis.errorbar(
+                    row["difference"],
+                    k,
+                    xerr=[
+                        [row["difference"] - row["difference_low"]],
+                        [row["difference_high"] - row["difference"]],
+                    ],
+                    color=colors[row["strategy"]],
+                    marker=markers.get(row["budget"], "o"),
+                    capsize=3,
+                )
+            axis.axvline(0, color="black", linewidth=1)
+            axis.axvline(
+                -max_loss, color="tab:red", linewidth=1, linestyle="--", label=f"-max_loss ({max_loss:g})"
+            )
+            axis.set_yticks(range(len(part)), labels, fontsize=7)
+            axis.invert_yaxis()
+            axis.set_xlabel("reader score: compressed - original (paired, 95% CI)")
+            axis.set_title(kind)
+            axis.legend(fontsize=7, loc="lower left")
+            axis.grid(alpha=0.3, axis="x")
+        paths.append(run / "paired_differences.png")
+        figure.savefig(paths[-1], dpi=110, bbox_inches="tight")
+        plt.close(figure)
     return paths

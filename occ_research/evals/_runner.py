@@ -1,4 +1,4 @@
-"""Run an evaluation suite: every example x strategy x budget, compressed, answered by a reader, scored.
+"""Run an evaluation suite: every example x strategy x budget, compressed, scored, and compared with the original.
 
 A suite is a TOML file (see ``evals/quick.toml``)::
 
@@ -6,27 +6,32 @@ A suite is a TOML file (see ``evals/quick.toml``)::
     seed = 0
     budgets = [0.5, 0.25]                      # rates: kept fraction of the prompt's tokens
     reader = "local"                           # an LLM spec for occ_research.llm.make_llm
+    likelihood = "local"                       # the model of the likelihood signal ("" for none)
     strategies = ["bm25", "dedup+bm25", { strategy = "tfidf", granularity = "passage", label = "tfidf-p" }]
 
     [[datasets]]
     name = "nq-multidoc"
-    n = 10
+    n = 100              # examples: every one is compressed (savings, retention, time)
+    n_likelihood = 100   # the first ones also get the gold answer's likelihood (default: all)
+    n_read = 20          # the first ones are also answered by the reader (default: all)
     documents = 5
 
-Rows are appended to ``rows.jsonl`` in the run folder as they are produced, so an interrupted run resumes
-where it stopped; the reader's calls go through the on-disk LLM cache.
+Each example yields one ``Row`` per strategy x budget, appended to ``rows.jsonl`` as it is produced, so an
+interrupted run resumes where it stopped; the reader's calls go through the on-disk LLM cache.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import platform
 import subprocess
 import time
 import tomllib
+import warnings
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -37,18 +42,47 @@ from .._presets import load_preset
 from ..exceptions import SuiteError
 from ..llm import LLM, make_llm
 from ..strategies import STRATEGIES, Strategy, strategy_from_config
-from ._datasets import Example, load_examples
-from ._metrics import METRICS, contains_answer, normalize_answer
+from ._datasets import DATASETS, DatasetSpec, Example
+from ._likelihood import AnswerScorer
+from ._metrics import METRICS, Metric, contains_answer, normalize_answer
+from ._stats import sample_size_for
 
 BASELINES = ("identity", "truncate", "random")
-TASK_METRIC = {
-    "qa": "contains",
-    "retrieval": "contains",
-    "math": "numeric_match",
-    "summary": "rougel",
-    "chat": "rougel",
-}
-TASK_MAX_TOKENS = {"qa": 32, "retrieval": 48, "math": 256, "summary": 200, "chat": 200}
+#: options of a suite's dataset entry that the runner reads (the others go to the loader)
+RUNNER_OPTIONS = ("name", "n_read", "n_likelihood", "metric")
+
+
+@dataclass(frozen=True)
+class Row:
+    """One example x strategy x budget: a line of ``rows.jsonl``. None marks what was not measured (the
+    reader and the likelihood run on the first ``n_read`` and ``n_likelihood`` examples only)."""
+
+    dataset: str
+    kind: str
+    task: str
+    example: str
+    strategy: str
+    budget: float
+    original_tokens: int
+    compressed_tokens: int
+    rate: float
+    saved_tokens: int
+    budget_met: bool
+    compress_seconds: float
+    answer_kept: bool | None  # a gold answer still in the compressed prompt (where that means something)
+    metric: str
+    score_original: float | None = None
+    score_compressed: float | None = None
+    agreement: bool | None = None
+    answer_original: str | None = None
+    answer_compressed: str | None = None
+    ll_original: float | None = None  # log-likelihood of the gold answer after the original prompt
+    ll_compressed: float | None = None  # ... after the compressed prompt
+    ll_none: float | None = None  # ... after the question alone
+
+    @classmethod
+    def columns(cls) -> list[str]:
+        return [f.name for f in fields(cls)]
 
 
 @dataclass(frozen=True)
@@ -62,7 +96,10 @@ class Suite:
     seed: int = 0
     model: str = "gpt-4o"  # whose tokenizer counts the savings
     workers: int = 4
-    min_fidelity: float = 0.95
+    min_fidelity: float = 0.95  # the lower bound the winner's likelihood help retained must reach
+    max_loss: float = 0.05  # the largest drop in reader score the winner may show (non-inferiority margin)
+    min_retention: float = 0.9  # share of prompts that keep a gold answer (QA and lookups)
+    likelihood: str = "local"  # model of the likelihood signal: "local", a .gguf path, or "" for none
     price_per_million_tokens: float = 2.5  # USD per 1M input tokens of the target model, for savings in money
     path: Path | None = field(default=None, compare=False)
 
@@ -97,6 +134,9 @@ def load_suite(path: str | Path) -> Suite:
         model=str(config.get("model", "gpt-4o")),
         workers=int(config.get("workers", 4)),
         min_fidelity=float(config.get("min_fidelity", 0.95)),
+        max_loss=float(config.get("max_loss", 0.05)),
+        min_retention=float(config.get("min_retention", 0.9)),
+        likelihood=str(config.get("likelihood", "local")),
         price_per_million_tokens=float(config.get("price_per_million_tokens", 2.5)),
         path=path,
     )
@@ -119,8 +159,62 @@ def _text(messages: Iterable[dict[str, Any]]) -> str:
     return "\n".join(slot.text for slot in text_slots(list(messages)))
 
 
-def _answer(reader: LLM, messages: list[dict[str, Any]], task: str, seed: int) -> str:
-    return reader.chat(messages, max_tokens=TASK_MAX_TOKENS.get(task, 64), temperature=0.0, seed=seed).text
+def _answer(reader: LLM, messages: list[dict[str, Any]], spec: DatasetSpec, seed: int) -> str:
+    return reader.chat(messages, max_tokens=spec.max_tokens, temperature=0.0, seed=seed).text
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """One dataset entry of a suite, resolved: its spec, metric and how many examples get each measurement."""
+
+    name: str
+    spec: DatasetSpec
+    metric: Metric
+    options: dict[str, Any]
+    n_read: int | None
+    n_likelihood: int | None
+
+
+def _plans(suite: Suite, limit: int | None) -> list[_Plan]:
+    plans = []
+    for entry in suite.datasets:
+        spec = DATASETS.get(entry["name"])
+        options = {k: v for k, v in entry.items() if k not in RUNNER_OPTIONS}
+        if limit is not None:
+            options["n"] = min(int(options.get("n", limit)), limit)
+        cap = options.get("n")
+        n_read = entry.get("n_read", cap)
+        n_likelihood = entry.get("n_likelihood", cap) if suite.likelihood else 0
+        if limit is not None:
+            n_read = None if n_read is None else min(int(n_read), limit)
+            n_likelihood = None if n_likelihood is None else min(int(n_likelihood), limit)
+        metric = METRICS.get(entry.get("metric", spec.metric))
+        plans.append(_Plan(entry["name"], spec, metric, options, n_read, n_likelihood))
+    return plans
+
+
+def check_sample_sizes(suite: Suite, limit: int | None = None) -> list[str]:
+    """Warnings for datasets whose reader sample cannot detect a loss of ``max_loss`` (worst case: half the
+    pairs discordant); ``run_suite`` emits them as ``UserWarning``."""
+    needed = sample_size_for(suite.max_loss)
+    messages = []
+    for plan in _plans(suite, limit):
+        n = plan.n_read if plan.n_read is not None else plan.options.get("n")
+        if n is not None and 0 < int(n) < needed:
+            detectable = sample_size_for_inverse(int(n))
+            messages.append(
+                f"suite {suite.name}, {plan.name}: n_read = {n} can detect only a reader loss >= "
+                f"{detectable:.2f} (worst case); the rule's margin max_loss = {suite.max_loss:g} needs about "
+                f"{needed} examples: the reader check will be weak, the likelihood signal carries the rule"
+            )
+    return messages
+
+
+def sample_size_for_inverse(n: int, sd: float = 0.5) -> float:
+    """The worst-case detectable difference at ``n`` paired right/wrong examples (see ``sample_size_for``)."""
+    from ._stats import Z_ALPHA, Z_POWER
+
+    return (Z_ALPHA + Z_POWER) * sd / math.sqrt(n)
 
 
 def run_suite(
@@ -129,9 +223,13 @@ def run_suite(
     *,
     limit: int | None = None,
     reader: LLM | None = None,
+    scorer: AnswerScorer | None = None,
     progress: Callable[[Iterable[Any], int], Iterable[Any]] | None = None,
 ) -> Path:
-    """Run (or resume) ``suite`` into the folder ``output``; returns the folder. See the module docstring."""
+    """Run (or resume) ``suite`` into the folder ``output``; returns the folder. See the module docstring.
+
+    ``reader`` and ``scorer`` replace the suite's reader and likelihood model (e.g. already loaded ones).
+    """
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
     rows_path = out / "rows.jsonl"
@@ -141,18 +239,22 @@ def run_suite(
             if line.strip():
                 row = json.loads(line)
                 done.add((row["example"], row["strategy"], row["budget"]))
-    reader = reader or make_llm(suite.reader, base_url=suite.reader_base_url)
-    _write_manifest(suite, out, reader, limit)
-    examples: list[tuple[str, Example]] = []
-    for spec in suite.datasets:
-        options = {k: v for k, v in spec.items() if k != "name"}
-        if limit is not None:
-            options["n"] = min(int(options.get("n", limit)), limit)
-        examples.extend((spec["name"], e) for e in load_examples(spec["name"], **options))
+    for message in check_sample_sizes(suite, limit):
+        warnings.warn(message, UserWarning, stacklevel=2)
+    plans = _plans(suite, limit)
+    reads = any(p.n_read is None or p.n_read > 0 for p in plans)
+    reader = reader or (make_llm(suite.reader, base_url=suite.reader_base_url) if reads else None)
+    if scorer is None and suite.likelihood and any(p.n_likelihood != 0 for p in plans):
+        # one scoring model per worker, one thread each (see AnswerScorer)
+        scorer = AnswerScorer(None if suite.likelihood == "local" else suite.likelihood, copies=suite.workers)
+    _write_manifest(suite, out, reader, scorer, limit)
+    items: list[tuple[_Plan, int, Example]] = []
+    for plan in plans:
+        examples = plan.spec.load(**plan.options)
+        items.extend((plan, k, e) for k, e in enumerate(examples))
 
-    def evaluate(item: tuple[str, Example]) -> list[dict[str, Any]]:
-        dataset, example = item
-        metric = METRICS.get(TASK_METRIC.get(example.task, "contains"))
+    def evaluate(item: tuple[_Plan, int, Example]) -> list[Row]:
+        plan, index, example = item
         todo = [
             (spec, budget)
             for spec in suite.strategies
@@ -161,65 +263,95 @@ def run_suite(
         ]
         if not todo:
             return []
-        original = _answer(reader, example.messages, example.task, suite.seed)
-        original_score = metric.score(original, example.answers)
+        read = reader is not None and (plan.n_read is None or index < plan.n_read)
+        scored = (
+            scorer is not None
+            and bool(example.answers)
+            and (plan.n_likelihood is None or index < plan.n_likelihood)
+        )
+        gold = example.answers[0] if example.answers else ""
+        original = _answer(reader, example.messages, plan.spec, suite.seed) if read and reader else None
+        ll_original = ll_none = None
+        if scored and scorer is not None:  # the original last, so that a truncated prompt reuses its cache
+            ll_none = scorer.loglikelihood([{"role": "user", "content": example.question}], gold)
+            ll_original = scorer.loglikelihood(example.messages, gold)
         rows = []
         for spec, budget in todo:
             result = _strategy(spec).compress(
                 example.messages, rate=budget, question=example.question, model=suite.model, seed=suite.seed
             )
-            answer = (
-                original
-                if spec["strategy"] == "identity"
-                else _answer(reader, result.messages, example.task, suite.seed)
-            )
+            identity = spec["strategy"] == "identity"
+            answer = None
+            if original is not None and reader is not None:
+                answer = original if identity else _answer(reader, result.messages, plan.spec, suite.seed)
+            ll_compressed = None
+            if scored and scorer is not None:
+                ll_compressed = ll_original if identity else scorer.loglikelihood(result.messages, gold)
             rows.append(
-                {
-                    "dataset": dataset,
-                    "example": example.id,
-                    "task": example.task,
-                    "strategy": spec["label"],
-                    "budget": budget,
-                    "original_tokens": result.original_tokens,
-                    "compressed_tokens": result.compressed_tokens,
-                    "rate": result.rate,
-                    "saved_tokens": result.saved_tokens,
-                    "budget_met": result.budget_met,
-                    "compress_seconds": result.seconds,
-                    "answer_kept": contains_answer(_text(result.messages), example.answers)
-                    if example.task in ("qa", "retrieval")
+                Row(
+                    dataset=plan.name,
+                    kind=example.kind,
+                    task=example.task,
+                    example=example.id,
+                    strategy=spec["label"],
+                    budget=budget,
+                    original_tokens=result.original_tokens,
+                    compressed_tokens=result.compressed_tokens,
+                    rate=result.rate,
+                    saved_tokens=result.saved_tokens,
+                    budget_met=result.budget_met,
+                    compress_seconds=result.seconds,
+                    answer_kept=contains_answer(_text(result.messages), example.answers)
+                    if plan.spec.retention
                     else None,
-                    "metric": metric.name,
-                    "score_original": original_score,
-                    "score_compressed": metric.score(answer, example.answers),
-                    "agreement": normalize_answer(answer) == normalize_answer(original),
-                    "answer_original": original,
-                    "answer_compressed": answer,
-                }
+                    metric=plan.metric.name,
+                    score_original=None if original is None else plan.metric.score(original, example.answers),
+                    score_compressed=None if answer is None else plan.metric.score(answer, example.answers),
+                    agreement=None
+                    if answer is None or original is None
+                    else normalize_answer(answer) == normalize_answer(original),
+                    answer_original=original,
+                    answer_compressed=answer,
+                    ll_original=ll_original,
+                    ll_compressed=ll_compressed,
+                    ll_none=ll_none,
+                )
             )
         return rows
 
-    iterator: Iterable[list[dict[str, Any]]]
+    iterator: Iterable[list[Row]]
     with (
         ThreadPoolExecutor(max_workers=max(1, suite.workers)) as pool,
         rows_path.open("a", encoding="utf-8") as sink,
     ):
-        iterator = pool.map(evaluate, examples)
+        iterator = pool.map(evaluate, items)
         if progress is not None:
-            iterator = progress(iterator, len(examples))
+            iterator = progress(iterator, len(items))
         for rows in iterator:
             for row in rows:
-                sink.write(json.dumps(row, ensure_ascii=False) + "\n")
+                sink.write(json.dumps(asdict(row), ensure_ascii=False) + "\n")
             sink.flush()
     _finish_manifest(out)
     return out
 
 
 def load_rows(run: str | Path) -> Any:
-    """The run's rows as a pandas DataFrame (one row per example x strategy x budget)."""
+    """The run's rows as a pandas DataFrame with the columns of ``Row`` (one per example x strategy x budget);
+    rows written before a column existed get None in it."""
     import pandas as pd
 
-    return pd.read_json(Path(run) / "rows.jsonl", lines=True)
+    records = [
+        json.loads(line)
+        for line in (Path(run) / "rows.jsonl").read_text(encoding="utf-8").splitlines()
+        if line.strip()
+    ]
+    frame = pd.DataFrame.from_records(records)
+    for column in Row.columns():
+        if column not in frame:
+            frame[column] = None
+    if "kind" in frame:
+        frame["kind"] = frame["kind"].fillna("rag")
+    return frame
 
 
 def _git_commit() -> str:
@@ -231,7 +363,9 @@ def _git_commit() -> str:
         return ""
 
 
-def _write_manifest(suite: Suite, out: Path, reader: LLM, limit: int | None) -> None:
+def _write_manifest(
+    suite: Suite, out: Path, reader: LLM | None, scorer: AnswerScorer | None, limit: int | None
+) -> None:
     packages = [
         "occ-research",
         "tiktoken",
@@ -255,9 +389,17 @@ def _write_manifest(suite: Suite, out: Path, reader: LLM, limit: int | None) -> 
         "budgets": suite.budgets,
         "seed": suite.seed,
         "limit": limit,
-        "reader": {"spec": suite.reader, "backend": reader.backend, "model": reader.model},
+        "reader": {
+            "spec": suite.reader,
+            "backend": reader.backend if reader else None,
+            "model": reader.model if reader else None,
+        },
+        "likelihood": {"spec": suite.likelihood, "model": scorer.model if scorer else None},
+        "kinds": {entry["name"]: DATASETS.get(entry["name"]).kind for entry in suite.datasets},
         "token_model": suite.model,
         "min_fidelity": suite.min_fidelity,
+        "max_loss": suite.max_loss,
+        "min_retention": suite.min_retention,
         "price_per_million_tokens": suite.price_per_million_tokens,
         "git_commit": _git_commit(),
         "versions": versions,

@@ -1,0 +1,129 @@
+"""The likelihood fidelity signal: how likely a local model finds the gold answer after a prompt.
+
+``LL(answer | messages)`` is the sum of the log-probabilities of the answer's tokens, teacher-forced after
+the messages rendered by the model's chat template with the assistant turn opened: one forward pass over the
+prompt, then one step per answer token, no generation. From three of them per example,
+
+    help retained = (LL(a | compressed) - LL(a | question only)) / (LL(a | original) - LL(a | question only))
+
+is 1 when compression keeps all the help the context gave the model, 0 when it keeps none. A small model
+whose generated answers are mostly wrong still ranks the gold answer higher when the passage holding it is
+in its prompt, so this signal works with the embedded SmolLM2-135M, where reader accuracy does not.
+
+The model is llama.cpp's, loaded here with its own context (no logits for every position, which
+``LocalLLM.token_logprobs`` keeps and which costs 200 MB per 1,000 tokens at this vocabulary).
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, cast
+
+import numpy as np
+
+from .._model_cache import ModelCache
+from ..llm import LocalLLM
+
+
+def _close(entry: tuple[Any, threading.Lock]) -> None:
+    entry[0].close()
+
+
+#: scoring models by (file, context size, threads, copy), each with the lock that serialises its calls
+SCORING_MODELS: ModelCache[tuple[Path, int, int, int], tuple[Any, threading.Lock]] = ModelCache(close=_close)
+
+
+class AnswerScorer:
+    """Teacher-forced log-likelihood of an answer after chat messages (see the module docstring).
+
+    ``model_path`` None is the embedded model. Prompts longer than the context lose their beginning (the
+    question is at the end). Results are memoised by (messages, answer): compressed prompts that come out
+    identical (a pipeline whose first step removes nothing) are scored once. A prompt that starts like the
+    one scored before on the same model copy (a truncated prompt after its original) reuses its cache.
+    ``copies`` models of ``threads`` threads each score concurrently (the model is 100 MB).
+    """
+
+    def __init__(
+        self, model_path: str | Path | None = None, *, n_ctx: int = 4096, threads: int = 1, copies: int = 1
+    ) -> None:
+        self.llm = LocalLLM(model_path)  # finds and checks the file
+        self.model = self.llm.model
+        self.n_ctx = n_ctx
+        self.threads = threads
+        self._free: queue.Queue[int] = queue.Queue()
+        for copy in range(max(1, copies)):
+            self._free.put(copy)
+        self._memo: dict[tuple[str, str], float] = {}
+        self._memo_lock = threading.Lock()
+
+    def loglikelihood(self, messages: Sequence[Mapping[str, Any]], answer: str) -> float:
+        key = (repr([(m.get("role"), m.get("content")) for m in messages]), answer)
+        with self._memo_lock:
+            if key in self._memo:
+                return self._memo[key]
+        value = self._score(messages, answer)
+        with self._memo_lock:
+            self._memo[key] = value
+        return value
+
+    def _score(self, messages: Sequence[Mapping[str, Any]], answer: str) -> float:
+        copy = self._free.get()
+        try:
+            llama, lock = SCORING_MODELS.get_or_build(
+                (self.llm.path, self.n_ctx, self.threads, copy), self._build
+            )
+            with lock:
+                return self._score_on(llama, messages, answer)
+        finally:
+            self._free.put(copy)
+
+    def _score_on(self, llama: Any, messages: Sequence[Mapping[str, Any]], answer: str) -> float:
+        import llama_cpp
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        formatter = Jinja2ChatFormatter(
+            template=llama.metadata["tokenizer.chat_template"],
+            eos_token=llama.detokenize([llama.token_eos()]).decode("utf-8", "replace"),
+            bos_token=llama.detokenize([llama.token_bos()]).decode("utf-8", "replace"),
+            add_generation_prompt=True,
+        )
+        prompt = formatter(messages=cast(Any, list(messages))).prompt
+        prompt_ids = llama.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
+        answer_ids = llama.tokenize(answer.strip().encode("utf-8"), add_bos=False, special=False)
+        if not answer_ids:
+            return 0.0
+        prompt_ids = prompt_ids[-(self.n_ctx - len(answer_ids) - 1) :]
+        # keep the cached prefix shared with the previous call; at least one token is fed for its logits
+        common = 0
+        for before, now in zip(llama.input_ids[: llama.n_tokens], prompt_ids[:-1], strict=False):
+            if before != now:
+                break
+            common += 1
+        llama.n_tokens = common
+        total, feed = 0.0, prompt_ids[common:]
+        for token in answer_ids:
+            llama.eval(feed)  # drops the cache past n_tokens first
+            row = np.ctypeslib.as_array(
+                llama_cpp.llama_get_logits_ith(llama.ctx, -1), shape=(llama.n_vocab(),)
+            ).astype(np.float64)
+            top = row.max()
+            total += float(row[token] - top - np.log(np.exp(row - top).sum()))
+            feed = [token]
+        return total
+
+    def _build(self) -> tuple[Any, threading.Lock]:
+        from llama_cpp import Llama
+
+        llama = Llama(
+            model_path=str(self.llm.path), n_ctx=self.n_ctx, logits_all=False, verbose=False, seed=0
+        )
+        return llama, threading.Lock()
+
+
+def help_retained(compressed: float, original: float, none: float) -> float | None:
+    """One example's share of the context's help kept; None when the context did not help (original <= none)."""
+    helped = original - none
+    return (compressed - none) / helped if helped > 0 else None
