@@ -37,6 +37,7 @@ from ._selection import (
     Surroundings,
     Unit,
     coarse_cut,
+    fill_with_head,
     fit_by_score,
     trim_to_tokens,
 )
@@ -73,6 +74,7 @@ __all__ = [
     "Unit",
     "check_budget",
     "coarse_cut",
+    "fill_with_head",
     "fit_by_score",
     "forms_conversation",
     "list_strategies",

@@ -25,7 +25,7 @@ from ._base import RankingStrategy
 from ._params import param
 from ._rankers import terms
 from ._registry import register_strategy
-from ._selection import MIN_TRIM_TOKENS, Allowance, Candidates, Choice, Unit
+from ._selection import Allowance, Candidates, Choice, Unit, fill_with_head
 
 #: the header that opens a passage: a numbered document or source, a bracketed number, a Markdown
 #: heading or a title field (group 1 is the header itself, what a kept sentence of the passage brings along)
@@ -184,13 +184,7 @@ class HybridStrategy(RankingStrategy):
                 kept[header] = passages.header_text[passage]
             if allowance.take(unit):
                 kept[unit.index] = unit.text
-        if allowance.left >= MIN_TRIM_TOKENS:
-            for unit in order:
-                if unit.index not in kept:
-                    head = allowance.take_part(unit, candidates.model)
-                    if head:
-                        kept[unit.index] = head
-                    break
+        fill_with_head(order, kept, allowance, candidates.model)
         return Choice(kept, scores)
 
     def _header_tokens(self, candidates: Candidates, passages: Passages) -> list[int]:

@@ -103,14 +103,21 @@ def fit_by_score(candidates: Candidates, scores: Sequence[float]) -> Choice:
     for unit in order:
         if allowance.take(unit):
             kept[unit.index] = unit.text
-    if allowance.left >= MIN_TRIM_TOKENS:
-        for unit in order:
-            if unit.index not in kept:
-                head = allowance.take_part(unit, candidates.model)
-                if head:
-                    kept[unit.index] = head
-                break
+    fill_with_head(order, kept, allowance, candidates.model)
     return Choice(kept, scores)
+
+
+def fill_with_head(order: Sequence[Unit], kept: dict[int, str], allowance: Allowance, model: str) -> None:
+    """Spend what is left of ``allowance`` on the head of the best unit not kept (in ``order``), if at least
+    ``MIN_TRIM_TOKENS`` are left: a cut sentence is worth more than unused budget."""
+    if allowance.left < MIN_TRIM_TOKENS:
+        return
+    for unit in order:
+        if unit.index not in kept:
+            head = allowance.take_part(unit, model)
+            if head:
+                kept[unit.index] = head
+            return
 
 
 class Allowance:
