@@ -10,8 +10,8 @@ import textwrap
 
 import pytest
 
-from occ_research import compress
-from occ_research.evals._datasets import Example
+from occ_research import ChatPolicy, compress
+from occ_research.evals import Example
 
 
 def words(text: str) -> set[str]:
@@ -43,11 +43,17 @@ def test_summarize_document_mode_with_the_local_model(qmsum_examples: list[Examp
 
 def test_summarize_conversation_keeps_recent_turns(chat_examples: list[Example]) -> None:
     history = chat_examples[1].messages
-    result = compress(history, "summarize", rate=0.5, keep_recent=2)
+    # the summariser's own conversation mode, with the chat policy off: older turns become summaries
+    result = compress(history, "summarize", rate=0.5, keep_recent=2, chat=ChatPolicy(conversation=False))
     assert result.budget_met, result.note
     assert result.messages[-1] == history[-1]
     assert "conversation summaries" in result.note or "fell back" not in result.note
     assert [m["role"] for m in result.messages] == [m["role"] for m in history]
+    # under the chat policy (the default) user turns are never cut: when they alone exceed the budget, the
+    # result says so instead of cutting them
+    default = compress(history, "summarize", rate=0.5, keep_recent=2)
+    assert default.messages[-1] == history[-1] and all(m["content"].strip() for m in default.messages)
+    assert default.budget_met or "protected content" in default.note
 
 
 def test_summarize_falls_back_when_the_llm_is_unreachable(nq_examples: list[Example]) -> None:
