@@ -14,7 +14,7 @@ policy file; ``_compare.py`` compares strategies without a reader (``occ demo``)
 """
 
 from .._paths import data_dir
-from ._compare import compare, demo_strategies, run_demo, summarize
+from ._compare import available, compare, demo_strategies, run_demo, summarize
 from ._datasets import DATASETS, KINDS, DatasetSpec, Example, load_examples, register_dataset
 from ._evaluate import evaluate, find_suite
 from ._likelihood import AnswerScorer, help_retained
@@ -44,6 +44,7 @@ __all__ = [
     "Rule",
     "Suite",
     "Winner",
+    "available",
     "bootstrap_mean",
     "bootstrap_ratio",
     "check_sample_sizes",

