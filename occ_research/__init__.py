@@ -40,6 +40,7 @@ from .exceptions import (
 from .strategies import (
     ChatPolicy,
     CompressionResult,
+    CompressOptions,
     MessageCache,
     Pipeline,
     Strategy,
@@ -49,6 +50,7 @@ from .strategies import (
     register_strategy,
     strategy_from_config,
 )
+from .strategies._prepare import OPTION_NAMES, with_defaults
 
 __version__ = "0.1.0"
 
@@ -60,49 +62,35 @@ def compress(
     strategy: str | Strategy = DEFAULT_STRATEGY,
     *,
     preset: str | None = None,
-    rate: float | None = None,
-    target_tokens: int | None = None,
-    question: str | None = None,
-    model: str = DEFAULT_MODEL,
-    seed: int = 0,
-    compress_system: bool = False,
-    chat: ChatPolicy | None = None,
-    cache_stable: bool = False,
-    cache: MessageCache | None = None,
-    **params: Any,
+    **options_and_params: Any,
 ) -> CompressionResult:
     """Compress chat messages or a text with a strategy (by name or instance) or a named preset.
 
-    A preset brings its own budget, used unless ``rate`` or ``target_tokens`` is given. ``params`` go to
-    the strategy named by ``strategy``. See ``Strategy.compress`` for the meaning of every argument.
+    Keywords named in ``CompressOptions`` (``rate``, ``target_tokens``, ``question``, ``model``, ``seed``,
+    ``compress_system``, ``chat``, ``cache_stable``, ``cache``) say how to compress; any other keyword is a
+    parameter of the strategy named by ``strategy`` (``compress(messages, "bm25", rate=0.25, k1=1.2)``).
+    A preset brings its own strategy and budget; the budget is used unless ``rate`` or ``target_tokens`` is
+    given.
     """
+    options = {k: v for k, v in options_and_params.items() if k in OPTION_NAMES}
+    params = {k: v for k, v in options_and_params.items() if k not in OPTION_NAMES}
     if preset is not None:
         loaded = load_preset(preset)
-        chosen = loaded.strategy
-        if rate is None and target_tokens is None:
-            rate, target_tokens = loaded.rate, loaded.target_tokens
+        chosen = loaded.strategy.clone(**params) if params else loaded.strategy
+        if options.get("rate") is None and options.get("target_tokens") is None:
+            options.update(rate=loaded.rate, target_tokens=loaded.target_tokens)
     elif isinstance(strategy, Strategy):
         chosen = strategy.clone(**params) if params else strategy
     else:
         chosen = make_strategy(strategy, **params)
-    return chosen.compress(
-        prompt,
-        rate=rate,
-        target_tokens=target_tokens,
-        question=question,
-        model=model,
-        seed=seed,
-        compress_system=compress_system,
-        chat=chat,
-        cache_stable=cache_stable,
-        cache=cache,
-    )
+    return chosen.compress(prompt, **with_defaults(options))
 
 
 __all__ = [
     "DEFAULT_MODEL",
     "DEFAULT_STRATEGY",
     "ChatPolicy",
+    "CompressOptions",
     "CompressionResult",
     "ConfigurationError",
     "DatasetError",
@@ -114,6 +102,7 @@ __all__ = [
     "LLMTimeoutError",
     "LLMUpstreamError",
     "LocalModelError",
+    "MessageCache",
     "ModelUnavailableError",
     "OCCError",
     "PeerUnavailableError",

@@ -148,6 +148,24 @@ def test_params_are_validated_on_use_with_suggestions() -> None:
         make_strategy("bm52")
 
 
+def test_a_misspelt_option_is_refused_not_ignored() -> None:
+    """``rtae=0.5`` must not compress with no budget: options are checked at run time, not only by mypy."""
+    strategy = make_strategy("bm25")
+    with pytest.raises(InvalidParameterError, match="did you mean 'rate'"):
+        strategy.compress("Some text.", rtae=0.5)  # type: ignore[call-arg]
+    with pytest.raises(InvalidParameterError, match="has no parameter 'rtae'"):
+        compress("Some text.", "bm25", rtae=0.5)  # not an option, so a strategy parameter: refused too
+
+
+def test_a_preset_takes_strategy_parameters_and_a_budget() -> None:
+    text = "The first sentence is here. A second one follows it. The third one ends it. " * 8
+    with pytest.raises(InvalidParameterError, match="must be float"):
+        compress(text, preset="bm25-q25", k1="high")  # the parameter reaches the preset's strategy
+    tuned = compress(text, preset="bm25-q25", k1=0.9)
+    assert tuned.target_tokens == int(0.25 * tuned.original_tokens)
+    assert compress(text, preset="bm25-q25", rate=0.5).target_tokens == int(0.5 * tuned.original_tokens)
+
+
 @pytest.mark.parametrize(
     "budget",
     [{"rate": 0}, {"rate": 1.5}, {"rate": True}, {"target_tokens": -1}, {"rate": 0.5, "target_tokens": 9}],

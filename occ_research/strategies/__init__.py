@@ -8,10 +8,11 @@ subclass of ``Strategy`` (or ``RankingStrategy``), decorated with ``register_str
 are declared with ``param``; it implements ``_choose(candidates) -> Choice`` (or ``_score(candidates)``),
 with the helpers of ``_selection.py``. The contract test then covers it the day it is registered.
 
-    _base.py       Strategy, RankingStrategy, and the preparation step every compression shares
+    _base.py       Strategy and RankingStrategy: the template method every compression runs
     _params.py     param(), parameter and budget checks
     _selection.py  Candidates, Choice, Unit, fit_by_score, Allowance, trim_to_tokens, coarse_cut
-    _prepare.py    the shared first step: check, count, find the question, plan with the chat policy
+    _prepare.py    CompressOptions (declared once) and the shared first step: check, count, find the
+                   question, plan with the chat policy
     _policy.py     ChatPolicy: which text of a conversation may change (user turns, recent turns, frozen)
     _layout.py     text -> units -> text (protected atoms, speaker labels, whitespace, no empty message)
     _stable.py     cache-stable mode (each message from the messages up to it) and MessageCache
@@ -27,6 +28,7 @@ from ._base import RankingStrategy, Strategy, runs_model
 from ._params import GRANULARITIES, Granularity, check_budget, param
 from ._pipeline import Pipeline
 from ._policy import ChatPolicy, forms_conversation
+from ._prepare import CompressOptions
 from ._registry import STRATEGIES, make_strategy, register_strategy, strategy_from_config
 from ._results import CompressionResult, TraceEntry
 from ._selection import (
@@ -63,6 +65,7 @@ __all__ = [
     "Candidates",
     "ChatPolicy",
     "Choice",
+    "CompressOptions",
     "CompressionResult",
     "Granularity",
     "MessageCache",

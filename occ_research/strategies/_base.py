@@ -21,19 +21,18 @@ import dataclasses
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Unpack
 
 from .._messages import Message, replace_texts
-from .._tokens import DEFAULT_MODEL, count_messages_tokens
+from .._tokens import count_messages_tokens
 from ._layout import Layout, fit_after_render
 from ._params import Granularity, check_param
-from ._policy import ChatPolicy
-from ._prepare import Prepared, prepare
+from ._prepare import CompressOptions, Prepared, prepare
 from ._results import CompressionResult, trace_of
 from ._selection import Candidates, Choice, fit_by_score
-from ._stable import MessageCache, compress_stable
+from ._stable import compress_stable
 
-__all__ = ["Prepared", "RankingStrategy", "Strategy", "prepare"]
+__all__ = ["CompressOptions", "Prepared", "RankingStrategy", "Strategy", "prepare"]
 
 
 @dataclass
@@ -79,44 +78,14 @@ class Strategy:
 
     # -- the template method ---------------------------------------------------------------------------
     def compress(
-        self,
-        prompt: str | Sequence[Mapping[str, Any]],
-        *,
-        rate: float | None = None,
-        target_tokens: int | None = None,
-        question: str | None = None,
-        model: str = DEFAULT_MODEL,
-        seed: int = 0,
-        compress_system: bool = False,
-        chat: ChatPolicy | None = None,
-        cache_stable: bool = False,
-        cache: MessageCache | None = None,
+        self, prompt: str | Sequence[Mapping[str, Any]], **options: Unpack[CompressOptions]
     ) -> CompressionResult:
-        """Compress chat ``messages`` (or a plain text, taken as one user message).
-
-        Budget: ``rate`` (kept fraction of the prompt's tokens, 0 < rate <= 1) or ``target_tokens``; neither
-        means the strategy removes only what it always removes (duplicates, for ``dedup``).
-        ``question``: None takes the last paragraph of the last user turn (in a conversation, the final
-        user turn's instructions; no question for plain text); "" means no question; any other text is
-        used for scoring and protected where it occurs verbatim.
-        ``chat``: how conversations are compressed (``ChatPolicy``; default: the chat policy wherever the
-        messages form a conversation). ``cache_stable``: each message is compressed from the messages up
-        to it alone, at ``rate`` of its own tokens, so what was sent in an earlier turn is sent the same
-        way again (``_stable.py``); ``cache`` remembers compressed messages across calls.
-        """
+        """Compress chat ``messages`` (or a plain text, taken as one user message). The options (budget,
+        question, model, chat policy, cache-stable mode) are described once, in ``CompressOptions``."""
         self.validate()
-        prepared = prepare(
-            prompt,
-            rate=rate,
-            target_tokens=target_tokens,
-            question=question,
-            model=model,
-            seed=seed,
-            compress_system=compress_system,
-            chat=chat,
-            cache_stable=cache_stable,
-        )
-        if cache_stable:
+        prepared = prepare(prompt, options)
+        if prepared.cache_stable:
+            cache = options.get("cache")
             return compress_stable(self.name, self.config(), self._compress_prepared, prepared, cache)
         return self._compress_prepared(prepared)
 

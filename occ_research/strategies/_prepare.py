@@ -4,13 +4,14 @@ the chat policy (``_policy.py``) decide which text may change."""
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict, cast
 
 from .._messages import Message, Slot, find_question, normalize_prompt, text_slots
-from .._tokens import count_messages_tokens
+from .._tokens import DEFAULT_MODEL, count_messages_tokens
 from ..exceptions import InvalidParameterError
 from ._layout import QuestionSpan, resolve_question
 from ._params import check_budget
@@ -24,6 +25,64 @@ from ._policy import (
     message_modes,
     slot_plans,
 )
+
+if TYPE_CHECKING:  # the cache-stable module builds on this one
+    from ._stable import MessageCache
+
+
+class CompressOptions(TypedDict, total=False):
+    """How to compress: the keyword options every strategy takes, declared here once and read by
+    ``Strategy.compress``, ``occ_research.compress`` and ``prepare`` (defaults in ``DEFAULT_OPTIONS``).
+
+    ``rate``: the kept fraction of the prompt's tokens (0 < rate <= 1), or ``target_tokens``; neither means
+    the strategy removes only what it always removes (duplicates, for ``dedup``).
+    ``question``: None takes the last paragraph of the last user turn (in a conversation, the final user
+    turn's instructions; no question for plain text); "" means no question; any other text is used for
+    scoring and protected where it occurs verbatim.
+    ``model``: whose tokenizer counts the tokens. ``seed``: for strategies that draw at random.
+    ``compress_system``: system and developer messages may change too (protected by default).
+    ``chat``: how conversations are compressed (``ChatPolicy``; default: the chat policy wherever the
+    messages form a conversation). ``cache_stable``: each message is compressed from the messages up to it
+    alone, at ``rate`` of its own tokens, so what was sent in an earlier turn is sent the same way again
+    (``_stable.py``); ``cache``: a ``MessageCache`` that remembers compressed messages across calls.
+    """
+
+    rate: float | None
+    target_tokens: int | None
+    question: str | None
+    model: str
+    seed: int
+    compress_system: bool
+    chat: ChatPolicy | None
+    cache_stable: bool
+    cache: MessageCache | None
+
+
+DEFAULT_OPTIONS: CompressOptions = {
+    "rate": None,
+    "target_tokens": None,
+    "question": None,
+    "model": DEFAULT_MODEL,
+    "seed": 0,
+    "compress_system": False,
+    "chat": None,
+    "cache_stable": False,
+    "cache": None,
+}
+OPTION_NAMES = frozenset(DEFAULT_OPTIONS)
+
+
+def with_defaults(options: Mapping[str, Any]) -> CompressOptions:
+    """The options with every default filled in; an unknown name is an ``InvalidParameterError`` (at run
+    time too: a misspelt ``rtae=0.5`` must not silently compress with no budget)."""
+    for name in options:
+        if name not in OPTION_NAMES:
+            close = difflib.get_close_matches(name, sorted(OPTION_NAMES), n=1)
+            hint = (
+                f"; did you mean {close[0]!r}?" if close else f"; options: {', '.join(sorted(OPTION_NAMES))}"
+            )
+            raise InvalidParameterError(f"unknown compression option {name!r}{hint}")
+    return cast(CompressOptions, {**DEFAULT_OPTIONS, **options})
 
 
 @dataclass(frozen=True)
@@ -51,20 +110,13 @@ class Prepared:
     questions: tuple[str, ...]  # per message: its exchange's question (cache-stable mode; else empty)
 
 
-def prepare(
-    prompt: str | Sequence[Mapping[str, Any]],
-    *,
-    rate: float | None,
-    target_tokens: int | None,
-    question: str | None,
-    model: str,
-    seed: int,
-    compress_system: bool,
-    chat: ChatPolicy | None = None,
-    cache_stable: bool = False,
-) -> Prepared:
+def prepare(prompt: str | Sequence[Mapping[str, Any]], options: CompressOptions) -> Prepared:
     """Check the budget and the prompt, count it, turn a rate into tokens, find the question and plan."""
     started = time.perf_counter()
+    opts = with_defaults(options)
+    rate, target_tokens, question = opts["rate"], opts["target_tokens"], opts["question"]
+    model, seed, compress_system = opts["model"], opts["seed"], opts["compress_system"]
+    chat, cache_stable = opts["chat"], opts["cache_stable"]
     check_budget(rate, target_tokens)
     policy = chat if chat is not None else ChatPolicy()
     if not isinstance(policy, ChatPolicy):
