@@ -67,19 +67,19 @@ class Layout:
                 continue
             seg = split_text(slot.text, plans[k].protected)
             self.segmented.append(seg)
-            for atom in seg.atoms:
-                if atom.kind == "label":
-                    labels[(k, atom.line)] = atom.text
-            sentences = [i for i, atom in enumerate(seg.atoms) if atom.kind == "sentence"]
+            for kind, line, text in zip(seg.kinds, seg.lines, seg.texts, strict=True):
+                if kind == "label":
+                    labels[(k, line)] = text
+            sentences = [i for i, kind in enumerate(seg.kinds) if kind == "sentence"]
             # lines and blocks only grow along the atoms, so a unit is a run of sentences with the same key
             for _, run in itertools.groupby(sentences, key=_unit_key(seg, granularity)):
                 atom_ids = tuple(run)
                 self.members.append((k, atom_ids))
                 texts.append(_join_members(seg, atom_ids))
-                lines.append((k, seg.atoms[atom_ids[0]].line))
+                lines.append((k, seg.lines[atom_ids[0]]))
                 roles.append((slot.message, slot.role))
                 # a kept unit also pays for the line break after it, so count that too
-                counted.append(texts[-1] + "\n" * min(seg.atoms[atom_ids[-1]].after.count("\n"), 2))
+                counted.append(texts[-1] + "\n" * min(seg.afters[atom_ids[-1]].count("\n"), 2))
         tokens = count_text_tokens(counted, model)
         label_ids = {key: n for n, key in enumerate(labels)}
         label_tokens = dict(
@@ -113,16 +113,16 @@ class Layout:
             detected = {slot.text[s:e] for s, e in protected_blocks(slot.text)}
             # what the policy protects (a user's instructions, the question) is never replaced
             kept_whole = {slot.text[s:e] for s, e in self.plans[k].protected}
-            for i, atom in enumerate(seg.atoms):
-                if atom.kind == "protected" and atom.text in detected:
-                    free = self.segmented[k] is not None and atom.text not in kept_whole
+            for i, (kind, text) in enumerate(zip(seg.kinds, seg.texts, strict=True)):
+                if kind == "protected" and text in detected:
+                    free = self.segmented[k] is not None and text not in kept_whole
                     if free:
                         self._block_at[len(blocks)] = (k, i)
-                    blocks.append(Block(len(blocks), slot.message, atom.text, free))
+                    blocks.append(Block(len(blocks), slot.message, text, free))
             if self.segmented[k] is not None:
                 placed.extend(((k, first), unit) for first, unit in units_of.get(k, ()))
                 continue
-            sentences = [i for i, atom in enumerate(seg.atoms) if atom.kind == "sentence"]
+            sentences = [i for i, kind in enumerate(seg.kinds) if kind == "sentence"]
             for _, run in itertools.groupby(sentences, key=_unit_key(seg, self.granularity)):
                 atom_ids = tuple(run)
                 unit = Unit(-1 - len(context), _join_members(seg, atom_ids), 0, slot.message, slot.role)
@@ -136,14 +136,16 @@ class Layout:
         they were, but for ``blocks`` (index -> marker), honoured only for a free block that repeats an
         earlier block exactly (nothing is lost). A slot that had text never comes back empty."""
         pieces: list[list[str | None]] = [
-            [a.text if a.kind == "protected" else None for a in seg.atoms] if seg else []
+            [t if kind == "protected" else None for t, kind in zip(seg.texts, seg.kinds, strict=True)]
+            if seg
+            else []
             for seg in self.segmented
         ]
         for k, seg in enumerate(self.segmented):
             if seg is not None and self.plans[k].shorten_json:
-                for i, atom in enumerate(seg.atoms):
-                    if atom.kind == "protected":
-                        pieces[k][i] = shorten_json_arrays(atom.text, self.plans[k].shorten_json)
+                for i, (kind, text) in enumerate(zip(seg.kinds, seg.texts, strict=True)):
+                    if kind == "protected":
+                        pieces[k][i] = shorten_json_arrays(text, self.plans[k].shorten_json)
         if blocks:
             survey = self.surroundings()
             for index, marker in blocks.items():
@@ -155,8 +157,9 @@ class Layout:
             if unit.index in kept:
                 emitted = kept[unit.index]
                 if emitted == unit.text:
+                    texts_k = self.segmented[k].texts  # type: ignore[union-attr]
                     for i in atom_ids:
-                        pieces[k][i] = self.segmented[k].atoms[i].text  # type: ignore[union-attr]
+                        pieces[k][i] = texts_k[i]
                 elif emitted:
                     pieces[k][atom_ids[0]] = emitted
         texts = []
@@ -165,13 +168,13 @@ class Layout:
                 texts.append(slot.text)
                 continue
             lines_kept = {
-                a.line
-                for a, p in zip(seg.atoms, slot_pieces, strict=False)
-                if p is not None and a.kind != "label"
+                line
+                for line, kind, piece in zip(seg.lines, seg.kinds, slot_pieces, strict=True)
+                if piece is not None and kind != "label"
             }
-            for i, atom in enumerate(seg.atoms):
-                if atom.kind == "label" and slot_pieces[i] is None and atom.line in lines_kept:
-                    slot_pieces[i] = atom.text
+            for i, (kind, line) in enumerate(zip(seg.kinds, seg.lines, strict=True)):
+                if kind == "label" and slot_pieces[i] is None and line in lines_kept:
+                    slot_pieces[i] = seg.texts[i]
             text = join_atoms(seg, slot_pieces)
             if not text.strip() and slot.text.strip():  # never an empty message: a marker, if cheaper
                 text = OMITTED if len(OMITTED) < len(slot.text.strip()) else slot.text
@@ -180,17 +183,16 @@ class Layout:
 
 
 def _unit_key(seg: Segmented, granularity: Granularity) -> Callable[[int], int]:
-    atoms = seg.atoms
     if granularity == "paragraph":
-        return lambda i: atoms[i].line
+        return seg.lines.__getitem__
     if granularity == "passage":
-        return lambda i: atoms[i].block
+        return seg.blocks.__getitem__
     return lambda i: i
 
 
 def _join_members(seg: Segmented, atom_ids: Sequence[int]) -> str:
-    atoms = seg.atoms
-    return "".join(atoms[i].text + (atoms[i].after if i != atom_ids[-1] else "") for i in atom_ids)
+    texts, afters, last = seg.texts, seg.afters, atom_ids[-1]
+    return "".join(texts[i] + (afters[i] if i != last else "") for i in atom_ids)
 
 
 def fit_after_render(

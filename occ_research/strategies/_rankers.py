@@ -88,24 +88,33 @@ class Bm25Strategy(RankingStrategy):
     b: float = param(0.75, low=0.0, high=1.0)
 
     def _score(self, candidates: Candidates) -> list[float]:
-        docs = [Counter(terms(u.text)) for u in candidates.units]
-        if not docs:
+        if not candidates.units:
             return []
-        n = len(docs)
-        df = Counter(t for d in docs for t in d)
-        idf = {t: math.log(1 + (n - f + 0.5) / (f + 0.5)) for t, f in df.items()}
-        lengths = [sum(d.values()) for d in docs]
-        avg = (sum(lengths) / n) or 1.0
+        n = len(candidates.units)
         query = set(terms(candidates.question))
+        df: Counter[str] = Counter()  # in how many units each term occurs
+        lengths: list[int] = []
+        # per unit, the counts of the terms that matter: the question's, or (no question) every distinct
+        # term. Plain str -> int dicts, which the garbage collector does not track (see ``_text.Segmented``)
+        counts: list[dict[str, int]] = []
+        for unit in candidates.units:
+            words = terms(unit.text)
+            distinct = set(words)
+            df.update(distinct)
+            lengths.append(len(words))
+            counts.append(
+                {t: words.count(t) for t in query & distinct} if query else dict.fromkeys(distinct, 1)
+            )
+        idf = {t: math.log(1 + (n - f + 0.5) / (f + 0.5)) for t, f in df.items() if not query or t in query}
+        avg = (sum(lengths) / n) or 1.0
+        k1, b = self.k1, self.b
         scores = []
-        for doc, length in zip(docs, lengths, strict=True):
-            norm = self.k1 * (1 - self.b + self.b * length / avg)
+        for tf, length in zip(counts, lengths, strict=True):
             if query:
-                scores.append(
-                    sum(idf[t] * doc[t] * (self.k1 + 1) / (doc[t] + norm) for t in query if t in doc)
-                )
+                norm = k1 * (1 - b + b * length / avg)
+                scores.append(sum(idf[t] * f * (k1 + 1) / (f + norm) for t, f in tf.items()))
             else:
-                scores.append(sum(idf[t] for t in doc))
+                scores.append(sum(idf[t] for t in tf))
         return scores
 
 
