@@ -1,17 +1,21 @@
 """Gold-answer retention and latency of question-aware strategies on NQ-open, with 95% intervals.
 
-    python benchmarks/retention.py                              # n = 300, random distractors, 4x/8x/16x
-    python benchmarks/retention.py --distractors retrieved      # the most similar answer-free passages
-    python benchmarks/retention.py --strategies hybrid bm25 --n 60 --json out.json
+    python benchmarks/retention.py                              # n = 300, random distractors, 10 passages
+    python benchmarks/retention.py --distractors random retrieved --documents 10 20 \
+        --strategies bm25 tfidf embed hybrid --rates 0.25 0.125 --json out.json
+    python benchmarks/retention.py --strategies hybrid bm25 --n 60 --every-position --plots plots/
 
-Each prompt holds one NQ-open question's gold passage among 9 distractors (10 passages, the harness's
-``nq-multidoc`` format), the gold passage at position 0, 4 or 9 in turn (a third of the questions each).
-Distractors are other questions' gold passages: drawn at random (as ``nq-multidoc`` does), or, with
-``--distractors retrieved``, the passages of the pool most similar to the question by BM25 that contain no
-gold answer (harder: they look alike). Budgets count cl100k tokens (``gpt-4``). "Retained" = a gold answer
-(normalised) still appears in the compressed prompt; the interval is Wilson's. Latency is the median wall
-time of one ``compress`` call (with ``--cold``, the embedding caches emptied before each), and its ratio to one tiktoken encoding pass of the same prompt, measured in
-the same run (robust to a busy machine).
+Each prompt is the harness's ``nq-multidoc``: one NQ-open question's gold passage among ``documents - 1``
+distractors, the gold passage first, in the middle or last in turn (0/4/9 of 10, 0/9/19 of 20: a third of
+the questions each; with ``--every-position``, every question at all three, so positions are compared on
+the same questions). Distractors are other questions' gold passages, drawn at random or retrieved (the pool
+passages most similar to the question by BM25 that contain no gold answer: harder, they share the
+question's words); for a seed both hold the same questions at the same positions, so the two are compared
+pair by pair. Budgets count cl100k tokens (``gpt-4``). "Retained" = a gold answer (normalised) still
+appears in the compressed prompt; the interval is Wilson's, per gold position too; "retrieved - random" is
+the paired difference with a bootstrap interval and McNemar's exact test. Latency is the median wall time of
+one ``compress`` call (with ``--cold``, the embedding caches emptied before each), and its ratio to one
+tiktoken encoding pass of the same prompt, measured in the same run (robust to a busy machine).
 
 Baselines besides the registered strategies: ``plain-bm25``, a plain BM25 sentence ranker (Okapi as in
 rank_bm25, lower-cased word tokens, keep the best sentences that fit); ``bm25-b0``, ``bm25`` without length
@@ -30,17 +34,19 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from occ_research._embeddings import EMBEDDERS
 from occ_research._static_embeddings import STATIC_EMBEDDERS
 from occ_research._tokens import encoding_for_model
-from occ_research.evals._datasets import NQ_INSTRUCTION, Example, _rows, load_examples
+from occ_research.evals._datasets import DISTRACTORS, Example, load_examples
 from occ_research.evals._metrics import contains_answer
+from occ_research.evals._report import POSITION_COLUMNS, plot_gold_positions, strategy_colors
+from occ_research.evals._stats import bootstrap_mean, mcnemar_exact, paired_difference
 from occ_research.strategies import make_strategy
 
 MODEL = "gpt-4"  # cl100k_base
-POSITIONS = (0, 4, 9)
 RATES = (0.25, 0.125, 0.0625)
 DEFAULT_STRATEGIES = ("hybrid", "hybrid-minilm", "embed", "bm25", "bm25-b0", "tfidf", "plain-bm25", "random")
 
@@ -59,53 +65,29 @@ def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
 # -- prompts ----------------------------------------------------------------------------------------------
 
 
-def random_distractor_examples(n: int, seed: int) -> list[Example]:
-    """``nq-multidoc`` prompts: the same questions and distractors for each gold position, a third each."""
-    by_position = [
-        load_examples("nq-multidoc", n=n, documents=10, gold_position=p, seed=seed) for p in POSITIONS
-    ]
-    return [by_position[i % len(POSITIONS)][i] for i in range(n)]
+def positions(documents: int) -> tuple[int, int, int]:
+    """First, middle and last (0-based): the three points of the lost-in-the-middle curve."""
+    return (0, max(0, documents // 2 - 1), documents - 1)
+
+
+def examples(
+    n: int, seed: int, documents: int, distractors: str, every_position: bool = False
+) -> list[Example]:
+    """``nq-multidoc`` prompts, the gold passage first, in the middle or last in turn; with
+    ``every_position``, each question at each of the three positions (3n prompts, the same distractors in
+    the same order), so that positions are compared on the same questions."""
+    return load_examples(
+        "nq-multidoc",
+        n=n,
+        documents=documents,
+        gold_position=list(positions(documents)),
+        seed=seed,
+        distractors=distractors,
+        every_position=every_position,
+    )
 
 
 _WORDS = re.compile(r"\w+")
-
-
-def retrieved_distractor_examples(n: int, seed: int) -> list[Example]:
-    """The same questions, with the 9 pool passages most similar to the question (BM25) that hold no answer."""
-    rows = _rows("lost_in_the_middle/nq-open-oracle.jsonl.gz")
-    pool = [row["ctxs"][0] for row in rows]
-    bags = [Counter(_WORDS.findall(f"{p['title']} {p['text']}".lower())) for p in pool]
-    df = Counter(t for bag in bags for t in bag)
-    idf = {t: math.log(1 + (len(bags) - f + 0.5) / (f + 0.5)) for t, f in df.items()}
-    postings: dict[str, list[int]] = {}
-    for j, bag in enumerate(bags):
-        for t in bag:
-            postings.setdefault(t, []).append(j)
-    avg = sum(sum(b.values()) for b in bags) / len(bags)
-    examples = []
-    for i, base in enumerate(random_distractor_examples(n, seed)):
-        row = rows[int(base.id.removeprefix("nq-"))]
-        scores: Counter[int] = Counter()
-        for t in set(_WORDS.findall(row["question"].lower())):
-            for j in postings.get(t, []):
-                tf, length = bags[j][t], sum(bags[j].values())
-                scores[j] += idf[t] * tf * 2.2 / (tf + 1.2 * (0.25 + 0.75 * length / avg))
-        gold = row["ctxs"][0]
-        distractors = []
-        for j, _ in scores.most_common():
-            text = f"{pool[j]['title']} {pool[j]['text']}"
-            if pool[j]["text"] != gold["text"] and not contains_answer(text, row["answers"]):
-                distractors.append(pool[j])
-            if len(distractors) == 9:
-                break
-        passages = list(distractors)
-        passages.insert(POSITIONS[i % len(POSITIONS)], gold)
-        body = "\n\n".join(
-            f"Document [{k}](Title: {p['title']}) {p['text']}" for k, p in enumerate(passages, start=1)
-        )
-        content = f"{NQ_INSTRUCTION}\n\n{body}\n\n{base.question}"
-        examples.append(Example(base.id, [{"role": "user", "content": content}], base.question, base.answers))
-    return examples
 
 
 # -- compressors ------------------------------------------------------------------------------------------
@@ -173,14 +155,20 @@ def clear_embedding_caches() -> None:
 
 
 def measure(
-    examples: Sequence[Example], names: Sequence[str], rates: Sequence[float], cold: bool = False
+    examples: Sequence[Example],
+    names: Sequence[str],
+    rates: Sequence[float],
+    cold: bool = False,
+    setting: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
+    """One row per strategy x rate: retention with its Wilson interval, per gold position too, the
+    per-example outcomes (for paired comparisons between settings) and the latency."""
     encode = encoding_for_model(MODEL).encode_ordinary
     rows = []
     for name, run in compressors(names).items():
         run(examples[0], rates[0])  # load models and tables outside the timing
         for rate in rates:
-            kept, millis, ratios, sizes = 0, [], [], []
+            kept, millis, ratios, sizes = [], [], [], []
             for example in examples:
                 content = str(example.messages[0]["content"])
                 if cold:
@@ -191,59 +179,246 @@ def measure(
                 started = time.perf_counter()
                 out = run(example, rate)
                 seconds = time.perf_counter() - started
-                kept += contains_answer(out, example.answers)
+                kept.append(int(contains_answer(out, example.answers)))
                 millis.append(1000 * seconds)
                 ratios.append(seconds / encoding)
                 sizes.append(len(encode(out)) / len(encode(content)))
-            low, high = wilson(kept, len(examples))
+            low, high = wilson(sum(kept), len(kept))
             rows.append(
                 {
+                    **(setting or {}),
                     "strategy": name,
                     "rate": rate,
                     "n": len(examples),
-                    "retained": kept / len(examples),
+                    "retained": sum(kept) / len(kept),
                     "low": low,
                     "high": high,
+                    "by_position": _by_position(examples, kept),
                     "median_ms": statistics.median(millis),
                     "median_x_encode": statistics.median(ratios),
                     "mean_kept_fraction": statistics.fmean(sizes),
+                    "examples": [e.id for e in examples],
+                    "gold_positions": [e.gold_position for e in examples],
+                    "kept": kept,
                 }
             )
             print(_line(rows[-1]), file=sys.stderr, flush=True)
     return rows
 
 
+def _by_position(examples: Sequence[Example], kept: Sequence[int]) -> dict[str, dict[str, float]]:
+    cells: dict[int, list[int]] = {}
+    for example, k in zip(examples, kept, strict=True):
+        cells.setdefault(int(example.gold_position or 0), []).append(k)
+    out = {}
+    for position, values in sorted(cells.items()):
+        low, high = wilson(sum(values), len(values))
+        out[str(position)] = {
+            "n": len(values),
+            "retained": sum(values) / len(values),
+            "low": low,
+            "high": high,
+        }
+    return out
+
+
+def paired(rows: Sequence[dict[str, Any]], seed: int = 0) -> list[dict[str, Any]]:
+    """Retrieved minus random distractors, pair by pair (the same questions at the same positions): the
+    difference in retention with a 95% bootstrap interval and McNemar's exact p-value."""
+    by_key = {(r["distractors"], r["documents"], r["strategy"], r["rate"]): r for r in rows}
+    out = []
+    for (kind, documents, strategy, rate), retrieved in by_key.items():
+        drawn = by_key.get(("random", documents, strategy, rate))
+        if kind != "retrieved" or drawn is None:
+            continue
+        if retrieved["examples"] != drawn["examples"]:
+            raise ValueError(
+                "random and retrieved runs hold different questions: use the same --n and --seed"
+            )
+        difference = paired_difference(retrieved["kept"], drawn["kept"], seed=seed)
+        out.append(
+            {
+                "documents": documents,
+                "strategy": strategy,
+                "rate": rate,
+                "n": len(retrieved["kept"]),
+                "difference": difference.value,
+                "low": difference.low,
+                "high": difference.high,
+                "mcnemar_p": mcnemar_exact(retrieved["kept"], drawn["kept"]),
+            }
+        )
+    return out
+
+
+def position_pairs(rows: Sequence[dict[str, Any]], seed: int = 0) -> list[dict[str, Any]]:
+    """With ``--every-position``: gold in the middle, and last, minus gold first, on the same questions (95%
+    paired bootstrap interval, McNemar's exact p): the position effect without question difficulty."""
+    out = []
+    for row in rows:
+        by_question: dict[str, dict[int, int]] = {}
+        for name, position, k in zip(row["examples"], row["gold_positions"], row["kept"], strict=True):
+            by_question.setdefault(name.rsplit("-at", 1)[0], {})[int(position)] = k
+        first, middle, last = positions(row["documents"])
+        complete = [q for q in by_question.values() if {first, middle, last} <= q.keys()]
+        if not complete or len(complete) == len(row["kept"]):
+            continue  # positions cycled over different questions: nothing to pair
+        record = {key: row[key] for key in ("strategy", "rate", "distractors", "documents")}
+        for label, position in (("middle", middle), ("last", last)):
+            later = [q[position] for q in complete]
+            base = [q[first] for q in complete]
+            difference = paired_difference(later, base, seed=seed)
+            record[label] = (difference.value, difference.low, difference.high, mcnemar_exact(later, base))
+        out.append({**record, "n": len(complete)})
+    return out
+
+
+def position_table(rows: Sequence[dict[str, Any]], seed: int = 0) -> Any:
+    """The rows in the shape of the report's ``by_gold_position`` (one "dataset" per setting), so that the
+    report's lost-in-the-middle plot draws them."""
+    import pandas as pd
+
+    records = []
+    for row in rows:
+        cells: dict[int, list[int]] = {}
+        for position, k in zip(row["gold_positions"], row["kept"], strict=True):
+            cells.setdefault(int(position), []).append(k)
+        for position, values in sorted(cells.items()):
+            interval = bootstrap_mean(values, seed=seed)
+            records.append(
+                {
+                    "dataset": f"{row['distractors']} distractors, {row['documents']} documents",
+                    "strategy": row["strategy"],
+                    "budget": row["rate"],
+                    "gold_position": position,
+                    "n": len(values),
+                    "answer_kept": interval.value,
+                    "answer_kept_low": interval.low,
+                    "answer_kept_high": interval.high,
+                    "n_read": 0,
+                    "metric": "contains",
+                    "score": math.nan,
+                    "score_low": math.nan,
+                    "score_high": math.nan,
+                }
+            )
+    return pd.DataFrame.from_records(records, columns=POSITION_COLUMNS)
+
+
+def _percent(value: float, low: float, high: float) -> str:
+    return f"{100 * value:.1f}% [{100 * low:.1f}, {100 * high:.1f}]"
+
+
 def _line(row: dict[str, Any]) -> str:
     return (
-        f"| {row['strategy']} | {1 / row['rate']:.0f}x | {row['n']} | {100 * row['retained']:.1f}% "
-        f"[{100 * row['low']:.1f}, {100 * row['high']:.1f}] | {row['mean_kept_fraction']:.3f} "
+        f"| {row['strategy']} | {row['distractors']} | {row['documents']} | {1 / row['rate']:.0f}x | {row['n']} "
+        f"| {_percent(row['retained'], row['low'], row['high'])} | {row['mean_kept_fraction']:.3f} "
         f"| {row['median_ms']:.1f} | {row['median_x_encode']:.1f} |"
     )
+
+
+def tables(rows: Sequence[dict[str, Any]], seed: int = 0) -> str:
+    """The Markdown tables of a run: every measurement, retention side by side, retrieved - random paired,
+    and retention by gold position."""
+    lines = [
+        "| strategy | distractors | documents | compression | n | answer kept [95% CI] | kept fraction "
+        "| median ms | x one encoding |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        *(_line(r) for r in rows),
+        "",
+    ]
+    settings = list(dict.fromkeys((r["distractors"], r["documents"]) for r in rows))
+    cells = {(r["strategy"], r["rate"], r["distractors"], r["documents"]): r for r in rows}
+    lines += [
+        "| strategy | compression | " + " | ".join(f"{d}, {k} docs" for d, k in settings) + " |",
+        "|---|---:|" + "---:|" * len(settings),
+    ]
+    for strategy, rate in dict.fromkeys((r["strategy"], r["rate"]) for r in rows):
+        values = [cells.get((strategy, rate, d, k)) for d, k in settings]
+        lines.append(
+            f"| `{strategy}` | {1 / rate:.0f}x | "
+            + " | ".join("" if v is None else _percent(v["retained"], v["low"], v["high"]) for v in values)
+            + " |"
+        )
+    differences = paired(rows, seed)
+    if differences:
+        lines += [
+            "",
+            "| strategy | compression | documents | n | retrieved - random [95% CI] | McNemar p |",
+            "|---|---:|---:|---:|---:|---:|",
+        ]
+        lines += [
+            f"| `{d['strategy']}` | {1 / d['rate']:.0f}x | {d['documents']} | {d['n']} "
+            f"| {100 * d['difference']:+.1f} [{100 * d['low']:+.1f}, {100 * d['high']:+.1f}] "
+            f"| {d['mcnemar_p']:.2g} |"
+            for d in differences
+        ]
+    lines += [
+        "",
+        "| strategy | compression | distractors | documents | gold first | gold in the middle | gold last |",
+        "|---|---:|---|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        spots = [r["by_position"][str(p)] for p in positions(r["documents"])]
+        lines.append(
+            f"| `{r['strategy']}` | {1 / r['rate']:.0f}x | {r['distractors']} | {r['documents']} | "
+            + " | ".join(f"{_percent(c['retained'], c['low'], c['high'])} (n={c['n']})" for c in spots)
+            + " |"
+        )
+    pairs = position_pairs(rows, seed)
+    if pairs:
+        lines += [
+            "",
+            "| strategy | compression | distractors | documents | n questions | middle - first [95% CI] | p "
+            "| last - first [95% CI] | p |",
+            "|---|---:|---|---:|---:|---:|---:|---:|---:|",
+        ]
+        for pair in pairs:
+            cells = [
+                f"{100 * v:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}] | {p:.2g}"
+                for v, lo, hi, p in (pair["middle"], pair["last"])
+            ]
+            lines.append(
+                f"| `{pair['strategy']}` | {1 / pair['rate']:.0f}x | {pair['distractors']} | {pair['documents']} "
+                f"| {pair['n']} | " + " | ".join(cells) + " |"
+            )
+    return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=300)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--distractors", choices=("random", "retrieved"), default="random")
+    parser.add_argument("--distractors", nargs="+", choices=DISTRACTORS, default=["random"])
+    parser.add_argument("--documents", nargs="+", type=int, default=[10])
     parser.add_argument("--strategies", nargs="+", default=list(DEFAULT_STRATEGIES))
     parser.add_argument("--rates", nargs="+", type=float, default=list(RATES))
     parser.add_argument("--cold", action="store_true", help="empty the embedding caches before every call")
     parser.add_argument("--json", help="also write the rows to this file")
-    args = parser.parse_args()
-    build = retrieved_distractor_examples if args.distractors == "retrieved" else random_distractor_examples
-    examples = build(args.n, args.seed)
-    rows = measure(examples, args.strategies, args.rates, args.cold)
-    print(f"NQ-open, 10 passages, {args.distractors} distractors, gold at {POSITIONS}, seed {args.seed}\n")
-    print(
-        "| strategy | compression | n | answer kept [95% CI] | kept fraction | median ms | x one encoding |"
+    parser.add_argument(
+        "--every-position", action="store_true", help="each question at each gold position (3n prompts)"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|")
-    for row in rows:
-        print(_line(row))
+    parser.add_argument("--plots", help="write the lost-in-the-middle plots (one per setting) to this folder")
+    args = parser.parse_args()
+    rows = []
+    for documents in args.documents:
+        for distractors in args.distractors:
+            prompts = examples(args.n, args.seed, documents, distractors, args.every_position)
+            setting = {"distractors": distractors, "documents": documents}
+            rows += measure(prompts, args.strategies, args.rates, args.cold, setting)
+    print(f"NQ-open (nq-multidoc), gold first / middle / last in turn, seed {args.seed}\n")
+    print(tables(rows, args.seed))
     if args.json:
         with open(args.json, "w") as handle:
-            json.dump({"args": vars(args), "rows": rows}, handle, indent=1)
+            extra = {"paired": paired(rows, args.seed), "positions": position_pairs(rows, args.seed)}
+            json.dump({"args": vars(args), "rows": rows, **extra}, handle, indent=1)
+    if args.plots:
+        folder = Path(args.plots)
+        folder.mkdir(parents=True, exist_ok=True)
+        for path in plot_gold_positions(
+            position_table(rows, args.seed), folder, strategy_colors(args.strategies)
+        ):
+            print(f"plot: {path}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -6,17 +6,21 @@ working directory or next to the source checkout.
 
 from __future__ import annotations
 
+import functools
 import json
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from .._messages import Message
 from .._paths import data_dir
 from .._registry import Registry
 from ..exceptions import DatasetError
+from ._metrics import contains_answer
 
 Loader = Callable[..., list["Example"]]
 
@@ -82,6 +86,7 @@ class Example:
     answers: list[str] = field(default_factory=list)  # gold answers or reference summaries
     task: str = "qa"  # qa | summary | chat | math | retrieval
     kind: str = "rag"  # one of KINDS: the kind of prompt, for a winner per kind
+    gold_position: int | None = None  # 0-based document holding the gold passage (multi-document QA)
 
 
 def _read_json(path: str | Path, limit: int | None = None) -> Any:
@@ -108,35 +113,155 @@ def load_examples(name: str, **options: Any) -> list[Example]:
     return DATASETS.get(name).load(**options)
 
 
+NQ_ORACLE = "lost_in_the_middle/nq-open-oracle.jsonl.gz"
+#: how ``nq-multidoc`` picks the passages around the gold one
+DISTRACTORS = ("random", "retrieved")
+
+
+def _passage_text(passage: Mapping[str, Any]) -> str:
+    """What a reader sees of a passage besides its number: the retriever indexes it, the answer check reads it."""
+    return f"{passage['title']} {passage['text']}"
+
+
+@dataclass(frozen=True)
+class PassageIndex:
+    """A lexical (BM25) index over a pool of titled passages: the retriever of ``nq-multidoc``'s retrieved
+    distractors, as HotpotQA's distractor setting uses bigram TF-IDF over Wikipedia.
+
+    ``bm25s`` (numpy only, no model) tokenises with its English stop words and no stemmer; indexing the 2,655
+    NQ passages takes about 0.2 s and scoring every passage for a question well under a millisecond.
+    """
+
+    passages: tuple[Mapping[str, Any], ...]
+    bm25: Any  # bm25s.BM25 (the library ships no type information)
+
+    @classmethod
+    def build(cls, passages: Sequence[Mapping[str, Any]]) -> PassageIndex:
+        import bm25s  # type: ignore[import-untyped,unused-ignore]
+
+        tokens = bm25s.tokenize([_passage_text(p) for p in passages], stopwords="en", show_progress=False)
+        bm25 = bm25s.BM25()
+        bm25.index(tokens, show_progress=False)
+        return cls(tuple(passages), bm25)
+
+    def ranked(self, query: str) -> list[int]:
+        """Every passage's index, the most similar to ``query`` first; ties keep pool order, so a ranking never
+        depends on anything but the pool and the query."""
+        import bm25s
+
+        words = bm25s.tokenize([query], stopwords="en", return_ids=False, show_progress=False)[0]
+        known = [w for w in words if w in self.bm25.vocab_dict]
+        scores = self.bm25.get_scores(known) if known else np.zeros(len(self.passages))
+        return [int(j) for j in np.argsort(-np.asarray(scores), kind="stable")]
+
+    def distractors(
+        self, question: str, answers: Sequence[str], gold: Mapping[str, Any], k: int
+    ) -> list[Mapping[str, Any]]:
+        """The ``k`` passages most similar to ``question`` that hold no answer (normalised as the ``contains``
+        metric does, title included) and repeat neither the gold passage nor each other, most similar first."""
+        chosen: list[Mapping[str, Any]] = []
+        seen = {gold["text"]}
+        for j in self.ranked(question):
+            passage = self.passages[j]
+            if passage["text"] in seen or contains_answer(_passage_text(passage), answers):
+                continue
+            seen.add(passage["text"])
+            chosen.append(passage)
+            if len(chosen) == k:
+                return chosen
+        raise DatasetError(
+            f"the pool holds only {len(chosen)} answer-free passages for {question!r}, not {k}"
+        )
+
+
+@functools.lru_cache(maxsize=2)
+def nq_index(path: str) -> PassageIndex:
+    """The BM25 index of the NQ oracle pool at ``path`` (every question's gold passage), built once per
+    process: every load of retrieved ``nq-multidoc`` examples reuses it."""
+    return PassageIndex.build([dict(row)["ctxs"][0] for row in _read_json(path)])
+
+
+def _positions(gold_position: int | Sequence[int] | None, documents: int) -> list[int] | None:
+    if gold_position is None:
+        return None
+    positions = [gold_position] if isinstance(gold_position, int) else [int(p) for p in gold_position]
+    if not positions or any(p < 0 for p in positions):
+        raise DatasetError(f"gold_position must be positions >= 0 (0-based), got {gold_position!r}")
+    return [min(p, documents - 1) for p in positions]
+
+
 @register_dataset("nq-multidoc", task="qa", kind="rag", metric="contains", max_tokens=32, retention=True)
 def nq_multidoc(
-    n: int = 50, documents: int = 10, gold_position: int | None = None, seed: int = 0
+    n: int = 50,
+    documents: int = 10,
+    gold_position: int | Sequence[int] | None = None,
+    seed: int = 0,
+    distractors: str = "random",
+    every_position: bool = False,
 ) -> list[Example]:
-    """NQ-open questions, each with its gold passage among ``documents - 1`` distractors.
+    """NQ-open questions, each with its gold passage among ``documents - 1`` distractors (10 or 20 documents
+    give the Lost-in-the-Middle settings).
 
-    Distractors are other questions' gold passages drawn at random, not retrieved ones, so the task is
-    easier than the published 20-document benchmark. ``gold_position`` (0-based) fixes where the gold
-    passage stands; None draws it at random.
+    ``distractors``: other questions' gold passages, drawn at random (``"random"``, the default, as before)
+    or retrieved (``"retrieved"``): the passages of that pool most similar to the question by BM25 over title
+    and text that contain no gold answer, most similar first, the way HotpotQA builds its distractor setting
+    (the published Lost-in-the-Middle set used Contriever, which is not available offline). Retrieved
+    distractors are harder, for readers and above all for compressors: they share the question's words, so a
+    lexical pruner ranks their sentences as high as the gold one and must cut among look-alikes, where random
+    distractors are off-topic and fall away first.
+
+    ``gold_position`` (0-based, clamped to the last document) fixes where the gold passage stands; a list of
+    positions cycles over the examples (``[0, 9, 19]``: a third at each); None draws it at random. Both kinds
+    of distractors draw the same random numbers, so for a seed they hold the same questions with the gold
+    passage at the same positions: only the distractors differ. Each example records its gold position.
+
+    ``every_position``: each of the ``n`` questions at every position of ``gold_position`` (every document
+    when None), the same distractors in the same order, ids ``nq-<question>-at<position>``: the paired design
+    of the lost-in-the-middle curve, where cycling positions compares different questions at each.
     """
-    rows = _rows("lost_in_the_middle/nq-open-oracle.jsonl.gz")
+    if distractors not in DISTRACTORS:
+        raise DatasetError(f"distractors must be one of {DISTRACTORS}, got {distractors!r}")
+    if documents < 1:
+        raise DatasetError(f"documents must be at least 1, got {documents}")
+    positions = _positions(gold_position, documents)
+    if every_position and positions is None:
+        positions = list(range(documents))
+    rows = _rows(NQ_ORACLE)
+    index = nq_index(str(data_dir() / NQ_ORACLE)) if distractors == "retrieved" else None
     rng = random.Random(seed)
     picked = rng.sample(range(len(rows)), min(n, len(rows)))
     examples = []
-    for i in picked:
+    for k, i in enumerate(picked):
         row = rows[i]
-        others = rng.sample([j for j in range(len(rows)) if j != i], documents - 1)
-        passages = [rows[j]["ctxs"][0] for j in others]
-        position = rng.randrange(documents) if gold_position is None else min(gold_position, documents - 1)
-        passages.insert(position, row["ctxs"][0])
-        body = "\n\n".join(
-            f"Document [{k}](Title: {p['title']}) {p['text']}" for k, p in enumerate(passages, start=1)
+        # drawn in both modes, so that random and retrieved examples of a seed share questions and positions
+        drawn = rng.sample([j for j in range(len(rows)) if j != i], documents - 1)
+        others: list[Mapping[str, Any]] = (
+            [rows[j]["ctxs"][0] for j in drawn]
+            if index is None
+            else index.distractors(row["question"], row["answers"], row["ctxs"][0], documents - 1)
         )
-        question = f"Question: {row['question']}\nAnswer:"
-        content = f"{NQ_INSTRUCTION}\n\n{body}\n\n{question}"
-        examples.append(
-            Example(f"nq-{i}", [{"role": "user", "content": content}], question, list(row["answers"]))
-        )
+        if every_position and positions is not None:
+            examples += [_nq_example(f"nq-{i}-at{p}", row, others, p) for p in dict.fromkeys(positions)]
+        else:
+            position = rng.randrange(documents) if positions is None else positions[k % len(positions)]
+            examples.append(_nq_example(f"nq-{i}", row, others, position))
     return examples
+
+
+def _nq_example(
+    name: str, row: Mapping[str, Any], others: Sequence[Mapping[str, Any]], position: int
+) -> Example:
+    """The Lost-in-the-Middle prompt: the instruction, numbered titled documents (the gold one at
+    ``position``), the question."""
+    passages = [*others[:position], row["ctxs"][0], *others[position:]]
+    body = "\n\n".join(
+        f"Document [{m}](Title: {p['title']}) {p['text']}" for m, p in enumerate(passages, start=1)
+    )
+    question = f"Question: {row['question']}\nAnswer:"
+    content = f"{NQ_INSTRUCTION}\n\n{body}\n\n{question}"
+    return Example(
+        name, [{"role": "user", "content": content}], question, list(row["answers"]), gold_position=position
+    )
 
 
 @register_dataset("qmsum", task="summary", kind="long-document", metric="rougel", max_tokens=200)

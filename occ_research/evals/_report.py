@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import numbers
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -170,6 +171,87 @@ def likelihood_vs_reader(rows: Any) -> dict[str, float]:
     }
 
 
+def by_gold_position(rows: Any, seed: int = 0) -> Any:
+    """Answer kept and reader score per dataset x strategy x budget x gold position, with 95% bootstrap
+    intervals: the lost-in-the-middle curve of each strategy. Empty when no row records a gold position.
+
+    Answer kept uses every example; the reader's score the examples it answered (``n_read``), so a curve of
+    the original prompt's accuracy comes from the ``identity`` rows.
+    """
+    import pandas as pd
+
+    placed = rows.dropna(subset=["gold_position"]) if "gold_position" in rows else rows.iloc[0:0]
+    placed = placed.sort_values("gold_position", kind="stable")  # groups: the run's order, positions rising
+    records = []
+    keys = ["dataset", "strategy", "budget", "gold_position"]
+    for (dataset, strategy, budget, position), group in placed.groupby(keys, sort=False):
+        kept = bootstrap_mean(group["answer_kept"].dropna().astype(float), seed=seed)
+        scores = group["score_compressed"].dropna().astype(float)
+        score = bootstrap_mean(scores, seed=seed)
+        records.append(
+            {
+                "dataset": dataset,
+                "strategy": strategy,
+                "budget": budget,
+                "gold_position": int(position),
+                "n": len(group),
+                "answer_kept": kept.value,
+                "answer_kept_low": kept.low,
+                "answer_kept_high": kept.high,
+                "n_read": len(scores),
+                "metric": group["metric"].iloc[0],
+                "score": score.value,
+                "score_low": score.low,
+                "score_high": score.high,
+            }
+        )
+    return pd.DataFrame.from_records(records, columns=POSITION_COLUMNS)
+
+
+POSITION_COLUMNS = [
+    "dataset",
+    "strategy",
+    "budget",
+    "gold_position",
+    "n",
+    "answer_kept",
+    "answer_kept_low",
+    "answer_kept_high",
+    "n_read",
+    "metric",
+    "score",
+    "score_low",
+    "score_high",
+]
+
+
+def _position_lines(table: Any) -> list[str]:
+    """The report's section on gold positions: answer kept per position, one row per strategy x budget."""
+    lines = [
+        "",
+        "## Answer kept by gold position",
+        "",
+        "Position = the document holding the gold passage (1 = first); 95% bootstrap intervals; n per cell in "
+        "by_position.csv, with the reader's score where it answered.",
+    ]
+    for dataset, part in table[table["strategy"] != "identity"].groupby("dataset", sort=False):
+        positions = sorted(set(part["gold_position"]))
+        records = []
+        for (strategy, budget), cells in part.groupby(["strategy", "budget"], sort=False):
+            record: dict[str, Any] = {"strategy": strategy, "budget": budget}
+            for cell in cells.itertuples():
+                record[f"p{cell.gold_position}"] = (
+                    f"{cell.answer_kept:.1%} [{cell.answer_kept_low:.1%}, {cell.answer_kept_high:.1%}]"
+                    if cell.answer_kept == cell.answer_kept
+                    else "-"
+                )
+            records.append({**{f"p{p}": None for p in positions}, **record})
+        columns = {"strategy": ("strategy", ""), "budget": ("budget", "g")}
+        columns |= {f"p{p}": (f"gold at {p + 1}", "") for p in positions}
+        lines += ["", f"### {dataset}", "", markdown_table(records, columns)]
+    return lines
+
+
 def write_report(run: str | Path) -> Path:
     """Write ``report.md``, ``rows.csv``, ``summary.csv`` and the plots into the run folder; returns the
     report's path."""
@@ -180,6 +262,10 @@ def write_report(run: str | Path) -> Path:
     summary = summarize_run(rows, manifest.get("seed", 0), manifest.get("price_per_million_tokens", 2.5))
     summary.to_csv(run / "summary.csv", index=False)
     plots = _plots(summary, run, manifest.get("max_loss", 0.05))
+    positions = by_gold_position(rows, manifest.get("seed", 0))
+    if len(positions):
+        positions.to_csv(run / "by_position.csv", index=False)
+        plots += plot_gold_positions(positions, run, strategy_colors(summary["strategy"]))
     reader = manifest["reader"]
     likelihood = manifest.get("likelihood") or {}
     lines = [
@@ -207,10 +293,7 @@ def write_report(run: str | Path) -> Path:
             "change of prompt; the likelihood signal is the one to read.",
         ]
     if "nq-multidoc" in set(summary["dataset"]):
-        lines += [
-            "",
-            "nq-multidoc distractors are other questions' gold passages drawn at random, not retrieved.",
-        ]
+        lines += ["", _distractor_note(manifest)]
     relation = likelihood_vs_reader(rows)
     if relation:
         lines += [
@@ -241,6 +324,8 @@ def write_report(run: str | Path) -> Path:
             "",
             markdown_table(_report_records(table), REPORT_COLUMNS),
         ]
+    if len(positions):
+        lines += _position_lines(positions)
     lines += ["", *[f"![{p.stem}]({p.name})" for p in plots]]
     report = run / "report.md"
     report.write_text("\n".join(lines) + "\n", encoding="utf-8")
@@ -281,6 +366,119 @@ def upper_staircase(points: list[tuple[float, float]]) -> list[tuple[float, floa
     return [p for k, p in enumerate(front) if k == len(front) - 1 or p[0] != front[k + 1][0]]
 
 
+def _distractor_note(manifest: Mapping[str, Any]) -> str:
+    """What the run's nq-multidoc distractors were (the suite's dataset options say; random by default)."""
+    kinds = sorted(
+        {
+            str(e.get("distractors", "random"))
+            for e in manifest.get("datasets", [])
+            if e.get("name") == "nq-multidoc"
+        }
+    )
+    said = {
+        "random": "other questions' gold passages drawn at random (easier than retrieved ones)",
+        "retrieved": "the pool passages most similar to the question by BM25 that hold no gold answer (a "
+        "lexical retriever; the published Lost-in-the-Middle set used Contriever)",
+    }
+    return (
+        "nq-multidoc distractors: " + "; ".join(f"{k}: {said.get(k, k)}" for k in kinds or ["random"]) + "."
+    )
+
+
+def strategy_colors(strategies: Any) -> dict[str, Any]:
+    """One colour per strategy, in order of first appearance, shared by every plot of a report."""
+    import matplotlib.pyplot as plt
+
+    return {s: plt.get_cmap("tab10")(k % 10) for k, s in enumerate(dict.fromkeys(strategies))}
+
+
+def plot_gold_positions(table: Any, run: Path, colors: Mapping[str, Any]) -> list[Path]:
+    """Per dataset, the lost-in-the-middle curves: answer kept (and the reader's score where it answered)
+    against the gold passage's position, one line per strategy, one panel per budget, 95% bootstrap error
+    bars; the original prompt's reader score is drawn in every reader panel as the reference."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    paths = []
+    for dataset, part in table.groupby("dataset", sort=False):
+        original = part[part["strategy"] == "identity"]
+        compressed = part[part["strategy"] != "identity"]
+        budgets = sorted(set(compressed["budget"]), reverse=True)
+        if not budgets:
+            continue
+        measures = [("answer_kept", "answer kept (model-free)")]
+        if (part["n_read"] > 0).any():
+            measures.append(("score", f"reader score ({part['metric'].iloc[0]})"))
+        strategies = list(dict.fromkeys(compressed["strategy"]))
+        figure, axes = plt.subplots(
+            len(measures),
+            len(budgets),
+            figsize=(max(6.0, 4.2 * len(budgets)), 3.4 * len(measures)),
+            squeeze=False,
+            sharex=True,
+            sharey="row",
+        )
+        spread = max(1, int(part["gold_position"].max()))
+        for r, (measure, label) in enumerate(measures):
+            for c, budget in enumerate(budgets):
+                axis = axes[r][c]
+                lines = [
+                    (s, compressed[(compressed["strategy"] == s) & (compressed["budget"] == budget)])
+                    for s in strategies
+                ]
+                if measure == "score" and len(original):
+                    lines.append(("original prompt", original))
+                for k, (strategy, points) in enumerate(lines):
+                    points = points.dropna(subset=[measure]).sort_values("gold_position")
+                    if not len(points):
+                        continue
+                    dodge = 0.012 * spread * (k - (len(lines) - 1) / 2)  # keep error bars apart
+                    reference = strategy == "original prompt"
+                    axis.errorbar(
+                        points["gold_position"] + 1 + dodge,
+                        points[measure],
+                        yerr=[
+                            (points[measure] - points[f"{measure}_low"]).clip(lower=0),
+                            (points[f"{measure}_high"] - points[measure]).clip(lower=0),
+                        ],
+                        color="black" if reference else colors.get(strategy, "gray"),
+                        linestyle="--" if reference else "-",
+                        marker="o",
+                        markersize=4,
+                        capsize=3,
+                        label=strategy,
+                    )
+                axis.set_title(f"budget {budget:g} ({1 / budget:.0f}x)" if r == 0 else "")
+                axis.set_xticks(sorted({int(p) + 1 for p in part["gold_position"]}))
+                axis.grid(alpha=0.3)
+                if c == 0:
+                    axis.set_ylabel(label)
+                if r == len(measures) - 1:
+                    axis.set_xlabel("position of the gold document")
+        handles, labels = [], []
+        for axis in axes.flat:
+            for handle, name in zip(*axis.get_legend_handles_labels(), strict=True):
+                if name not in labels:
+                    handles.append(handle)
+                    labels.append(name)
+        figure.legend(
+            handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8, frameon=False
+        )
+        figure.suptitle(f"{dataset}: by position of the gold document (95% bootstrap intervals)")
+        figure.tight_layout()
+        paths.append(run / f"lost_in_the_middle_{_slug(dataset)}.png")
+        figure.savefig(paths[-1], dpi=110, bbox_inches="tight")
+        plt.close(figure)
+    return paths
+
+
+def _slug(name: str) -> str:
+    """A file-name part for a dataset's name: runs of other characters become one hyphen."""
+    return re.sub(r"[^A-Za-z0-9_]+", "-", name).strip("-")
+
+
 def _plots(summary: Any, run: Path, max_loss: float) -> list[Path]:
     import matplotlib
 
@@ -290,7 +488,7 @@ def _plots(summary: Any, run: Path, max_loss: float) -> list[Path]:
 
     kinds = list(dict.fromkeys(summary["kind"]))
     strategies = list(dict.fromkeys(summary["strategy"]))
-    colors = {s: plt.get_cmap("tab10")(k % 10) for k, s in enumerate(strategies)}
+    colors = strategy_colors(strategies)
     budgets = sorted(set(summary["budget"]), reverse=True)
     markers = dict(zip(budgets, "o^sDvP*X", strict=False))
     use_likelihood = summary["help_retained"].notna().any()
