@@ -14,22 +14,42 @@ Billing model: at each turn, the leading messages identical to the previous turn
 (message granularity, so a conservative count) when they reach 1,024 tokens (OpenAI's minimum), and are
 billed at ``--discount`` of the price; everything else at full price. The uncompressed prompt is the
 baseline, with its own (perfect) prefix caching.
+
+Answer fidelity, ``--needle``: the ``needle-chat`` set (``occ_research.evals._chat_sets``: a generated fact
+in an old user turn of a real chat, asked for in a final user turn), compressed once per conversation as the
+server does (no question given: the chat policy finds it) in five modes, ``document`` and the chat policy
+with ``keep_recent`` 2 and 0, with and without cache-stable mode. Model-free: the share of compressed prompts
+that still hold the fact's value (Wilson 95% intervals), overall and for the needles that sit in text the
+chat policy may compress (not in a user turn's instructions). ``--likelihood K``: on the first K
+conversations that fit the scoring model's context, the value's log-likelihood under the embedded
+SmolLM2-135M (``AnswerScorer``) after the original, the compressed prompts and the final question alone,
+as help retained (the README's definition: ratio of sums over the examples where the context helped, 95%
+bootstrap interval). Per-example scores go to ``--records`` (JSON Lines) as they are computed, so an
+interrupted run resumes.
+
+    python benchmarks/chats.py --needle --n 500 --rates 0.5 0.25 --likelihood 12 --records ll.jsonl
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import platform
 import time
 from datetime import date
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from occ_research import ChatPolicy, MessageCache, compress
+from occ_research._messages import text_slots
 from occ_research._tokens import count_messages_tokens
+from occ_research.evals import AnswerScorer, Example, contains_answer, load_examples
+from occ_research.evals._chat_sets import needle_in_instructions
 from occ_research.evals._datasets import _rows
+from occ_research.evals._stats import bootstrap_ratio_of_sums
 from occ_research.strategies._policy import instruction_spans
 
 MIN_CACHED = 1024
@@ -121,6 +141,164 @@ def replay(history: Messages, mode: str, args: argparse.Namespace, cache: Messag
     return stats
 
 
+#: the ways a chat reaches the compressor: (chat policy, cache-stable mode), as ``compress`` takes them
+NEEDLE_MODES: dict[str, tuple[ChatPolicy, bool]] = {
+    "document": (ChatPolicy(conversation=False), False),
+    "chat, keep_recent=2": (ChatPolicy(keep_recent=2), False),
+    "chat, keep_recent=0": (ChatPolicy(keep_recent=0), False),
+    "chat+stable, keep_recent=2": (ChatPolicy(keep_recent=2), True),
+    "chat+stable, keep_recent=0": (ChatPolicy(keep_recent=0), True),
+}
+
+
+def wilson(k: int, n: int, z: float = 1.959964) -> tuple[float, float]:
+    """Wilson score interval of a proportion k/n: sound near 0 and 1, where most retention figures sit."""
+    if n == 0:
+        return math.nan, math.nan
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def share(kept: list[bool]) -> str:
+    low, high = wilson(sum(kept), len(kept))
+    return f"{sum(kept) / len(kept):.1%} [{low:.1%}, {high:.1%}] (n = {len(kept)})" if kept else "-"
+
+
+def needle_compress(example: Example, mode: str, rate: float, args: argparse.Namespace) -> Messages:
+    """The prompt as the server would forward it: no question given, the chat policy of ``mode``."""
+    policy, stable = NEEDLE_MODES[mode]
+    return compress(
+        example.messages, args.strategy, rate=rate, chat=policy, cache_stable=stable, model=args.model
+    ).messages
+
+
+def needle_main(args: argparse.Namespace) -> None:
+    started = time.perf_counter()
+    examples = load_examples(
+        "needle-chat",
+        n=args.n,
+        min_messages=args.min_messages,
+        min_tokens=args.min_tokens,
+        placement=args.placement,
+        question=args.question,
+        seed=args.seed,
+        model=args.model,
+    )
+    exposed = [not needle_in_instructions(e) for e in examples]
+    print(
+        f"{len(examples)} needle-chat conversations (placement {args.placement}, {args.question} question, real "
+        f"history >= {args.min_messages} messages and {args.min_tokens} tokens, seed {args.seed}); "
+        f"{sum(exposed)} needles outside their turn's instructions; {args.strategy}, no question given"
+    )
+    report: dict[str, Any] = {
+        "date": date.today().isoformat(),
+        "machine": f"{platform.processor() or platform.machine()}, {platform.python_version()}",
+        "n": len(examples),
+        "exposed": sum(exposed),
+        "placement": args.placement,
+        "question": args.question,
+        "strategy": args.strategy,
+        "modes": {},
+    }
+    print("| mode | rate | value kept | value kept, needle outside instructions | saved mean |")
+    print("|---|---:|---|---|---:|")
+    for mode in NEEDLE_MODES:
+        for rate in args.rates:
+            kept, saved = [], []
+            for example in examples:
+                sent = needle_compress(example, mode, rate, args)
+                text = "\n".join(slot.text for slot in text_slots(sent))
+                kept.append(contains_answer(text, example.answers))
+                before = count_messages_tokens(example.messages, args.model)
+                saved.append(1 - count_messages_tokens(sent, args.model) / before)
+            hard = [k for k, e in zip(kept, exposed, strict=True) if e]
+            report["modes"][f"{mode} @ {rate:g}"] = {
+                "kept": sum(kept),
+                "n": len(kept),
+                "kept_exposed": sum(hard),
+                "n_exposed": len(hard),
+                "saved_mean": float(np.mean(saved)),
+            }
+            print(f"| {mode} | {rate:g} | {share(kept)} | {share(hard)} | {np.mean(saved):.1%} |", flush=True)
+    if args.likelihood:
+        report["likelihood"] = needle_likelihood(examples, args)
+    report["seconds"] = time.perf_counter() - started
+    print(f"\n{report['date']}, {report['machine']}, {report['seconds']:.0f} s")
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2), encoding="utf-8")
+
+
+def needle_likelihood(examples: list[Example], args: argparse.Namespace) -> dict[str, Any]:
+    """Help retained on the first ``args.likelihood`` examples whose original prompt fits the scoring
+    model's context (a longer one would lose its beginning, the fact with it)."""
+    scorer = AnswerScorer(n_ctx=args.n_ctx)
+    path = Path(args.records) if args.records else None
+    records: dict[tuple[str, str], float] = {}
+    if path is not None and path.exists():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                row = json.loads(line)
+                records[(row["example"], row["prompt"])] = row["ll"]
+    variants = [(mode, rate) for mode in args.likelihood_modes for rate in args.likelihood_rates]
+
+    def score(example: Example, label: str, messages: Messages) -> float:
+        if (example.id, label) not in records:
+            begun = time.perf_counter()
+            value = scorer.loglikelihood(messages, example.answers[0])
+            records[(example.id, label)] = value
+            if path is not None:
+                with path.open("a", encoding="utf-8") as sink:
+                    row = {"example": example.id, "prompt": label, "ll": value}
+                    sink.write(json.dumps({**row, "s": round(time.perf_counter() - begun, 1)}) + "\n")
+        return records[(example.id, label)]
+
+    scored: list[Example] = []
+    skipped = 0
+    for example in examples:
+        if len(scored) >= args.likelihood:
+            break
+        if scorer.llm.count_prompt_tokens(example.messages) + 32 > args.n_ctx:
+            skipped += 1
+            continue
+        score(example, "none", [{"role": "user", "content": example.question}])
+        for mode, rate in variants:
+            score(example, f"{mode} @ {rate:g}", needle_compress(example, mode, rate, args))
+        score(example, "original", example.messages)  # last: the runner's order
+        scored.append(example)
+        print(f"  scored {len(scored)}/{args.likelihood}: {example.id}", flush=True)
+    helped = [e for e in scored if records[(e.id, "original")] > records[(e.id, "none")]]
+    out: dict[str, Any] = {
+        "n": len(scored),
+        "helped": len(helped),
+        "skipped_too_long": skipped,
+        "n_ctx": args.n_ctx,
+    }
+    print(
+        f"\nhelp retained (SmolLM2-135M), first {len(scored)} conversations that fit {args.n_ctx} tokens "
+        f"({skipped} longer ones skipped); the context helped in {len(helped)}:"
+    )
+    print("| mode | rate | help retained [95% CI] | value kept |")
+    print("|---|---:|---|---|")
+    for mode, rate in variants:
+        label = f"{mode} @ {rate:g}"
+        gains = [records[(e.id, label)] - records[(e.id, "none")] for e in helped]
+        full = [records[(e.id, "original")] - records[(e.id, "none")] for e in helped]
+        interval = bootstrap_ratio_of_sums(gains, full)
+        kept = [
+            contains_answer(
+                "\n".join(slot.text for slot in text_slots(needle_compress(e, mode, rate, args))), e.answers
+            )
+            for e in helped
+        ]
+        out[label] = {"value": interval.value, "low": interval.low, "high": interval.high, "kept": sum(kept)}
+        print(
+            f"| {mode} | {rate:g} | {interval.value:.2f} [{interval.low:.2f}, {interval.high:.2f}] | {share(kept)} |"
+        )
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=200)
@@ -132,7 +310,20 @@ def main() -> None:
     parser.add_argument("--discount", type=float, nargs="+", default=[0.1, 0.5])
     parser.add_argument("--min-cached", type=int, default=MIN_CACHED, help="shortest prefix a cache serves")
     parser.add_argument("--json", default="")
+    parser.add_argument("--needle", action="store_true", help="answer fidelity on needle-chat instead")
+    parser.add_argument("--rates", type=float, nargs="+", default=[0.5, 0.25], help="--needle: rates")
+    parser.add_argument("--placement", default="sentence", help="--needle: sentence or document")
+    parser.add_argument("--question", default="named", help="--needle: named or vague")
+    parser.add_argument("--seed", type=int, default=0, help="--needle: the facts' seed")
+    parser.add_argument("--likelihood", type=int, default=0, help="--needle: conversations to score")
+    parser.add_argument("--likelihood-modes", nargs="+", default=list(NEEDLE_MODES)[1:], choices=NEEDLE_MODES)
+    parser.add_argument("--likelihood-rates", type=float, nargs="+", default=[0.25])
+    parser.add_argument("--n-ctx", type=int, default=4096, help="--needle: the scoring model's context")
+    parser.add_argument("--records", default="", help="--needle: JSON Lines of scores (resumes)")
     args = parser.parse_args()
+    if args.needle:
+        needle_main(args)
+        return
     chats = conversations(args.n, args.min_messages, args.min_tokens, args.model)
     started = time.perf_counter()
     report: dict[str, Any] = {

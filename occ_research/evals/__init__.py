@@ -14,6 +14,7 @@ policy file; ``_compare.py`` compares strategies without a reader (``occ demo``)
 """
 
 from .._paths import data_dir
+from . import _chat_sets  # noqa: F401  (registers needle-chat and sharegpt-next)
 from ._compare import available, compare, demo_strategies, run_demo, summarize
 from ._datasets import DATASETS, KINDS, DatasetSpec, Example, load_examples, register_dataset
 from ._evaluate import evaluate, find_suite
