@@ -20,7 +20,7 @@ import pytest
 from occ_research.server import Route, Settings, create_app
 from occ_research.strategies._rankers import Bm25Strategy
 from tests import test_server
-from tests.test_server import KEY, LONG, UPSTREAM_EVENTS, sdk
+from tests.test_server import KEY, LONG, THREADS, UPSTREAM_EVENTS, sdk
 
 serve, upstream = test_server.serve, test_server.upstream  # the same fixtures
 
@@ -38,6 +38,7 @@ def proxy(serve: Any, upstream: str) -> str:
         min_prompt_tokens=200,
         timeout=5.0,
         keys={"UPSTREAM_KEY": UPSTREAM_KEY},
+        **THREADS,  # in this process: a test records what the ranker does
     )
     return str(serve(create_app(settings)))
 
@@ -188,7 +189,7 @@ def test_compression_over_budget_forwards_the_original_and_bounds_abandoned_work
         routes=(Route("gpt-", f"{upstream}/v1"),),
         min_prompt_tokens=200,
         compression_budget_ms=500,
-        compression_threads=1,
+        **THREADS,  # one worker thread: it cannot be interrupted, so abandoned work runs to its end
     )
     base = serve(create_app(settings))
     release, calls = blocked_ranker()  # after the start: the warm-up compresses too

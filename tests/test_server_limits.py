@@ -7,6 +7,8 @@ raw sockets. Fake: the paid upstream is the echoing upstream of ``test_server.py
 
 from __future__ import annotations
 
+import contextlib
+import json
 import socket
 from pathlib import Path
 from typing import Any
@@ -16,10 +18,11 @@ import pytest
 
 from occ_research.cli import main
 from occ_research.server import Route, Settings, SettingsError, create_app
-from occ_research.server._compression import selectable_presets, uses_model
-from occ_research.strategies import make_strategy
+from occ_research.server._compression import selectable_presets
+from occ_research.server._protocol import HTTPTOOLS
+from occ_research.strategies import make_strategy, runs_model
 from tests import test_server
-from tests.test_server import KEY, LONG
+from tests.test_server import KEY, LONG, THREADS
 
 serve, upstream = test_server.serve, test_server.upstream  # the same fixtures
 
@@ -27,19 +30,25 @@ JSON_AUTH = {"authorization": f"Bearer {KEY}", "content-type": "application/json
 HI = {"model": "gpt-4o", "messages": [{"role": "user", "content": "Hi"}]}
 
 
-@pytest.fixture(scope="module")
-def strict(serve: Any, upstream: str) -> str:
-    """A server with short client timeouts."""
+@pytest.fixture(scope="module", params=["h11", "httptools"])
+def strict(request: pytest.FixtureRequest, serve: Any, upstream: str) -> str:
+    """A server with short client timeouts, under each HTTP parser uvicorn offers."""
+    if request.param == "httptools" and HTTPTOOLS is None:
+        pytest.skip("httptools is not installed")
     settings = Settings(
-        api_keys=(KEY,), routes=(Route("gpt-", f"{upstream}/v1"),), header_timeout=0.5, body_timeout=0.5
+        api_keys=(KEY,),
+        routes=(Route("gpt-", f"{upstream}/v1"), Route("fault-", f"{upstream}/v1")),
+        header_timeout=0.5,
+        body_timeout=0.5,
+        **THREADS,
     )
-    return str(serve(create_app(settings)))
+    return str(serve(create_app(settings), request.param))
 
 
 @pytest.fixture(scope="module")
 def open_server(serve: Any, upstream: str) -> str:
     """No keys: loopback only."""
-    return str(serve(create_app(Settings(routes=(Route("gpt-", f"{upstream}/v1"),)))))
+    return str(serve(create_app(Settings(routes=(Route("gpt-", f"{upstream}/v1"),), **THREADS))))
 
 
 def connect(base: str) -> socket.socket:
@@ -90,6 +99,36 @@ def test_a_body_that_does_not_arrive_is_a_408(strict: str) -> None:
         )
         answer = read_all(connection)
     assert answer.startswith(b"HTTP/1.1 408") and b"request_timeout" in answer
+
+
+def test_oversized_headers_are_refused(strict: str) -> None:
+    with connect(strict) as connection:
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # it may hang up before the end
+            connection.sendall(
+                b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Pad: " + b"a" * 100_000
+            )
+        answer = read_all(connection)
+    assert answer.startswith((b"HTTP/1.1 400", b"HTTP/1.1 431"))  # h11 says 400, httptools 431
+
+
+def http_request(body: dict[str, Any], close: bool = False) -> bytes:
+    data = json.dumps(body).encode()
+    head = (
+        f"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {KEY}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n"
+        + ("Connection: close\r\n" if close else "")
+    )
+    return head.encode() + b"\r\n" + data
+
+
+def test_a_pipelined_request_is_answered_however_long_it_takes(strict: str) -> None:
+    """Its headers arrived with the first request's: the header timeout (0.5 s) does not cut its answer
+    (the upstream takes 3 s)."""
+    slow = {**HI, "model": "fault-slow"}
+    with connect(strict) as connection:
+        connection.sendall(http_request(HI) + http_request(slow, close=True))
+        answer = read_all(connection)
+    assert answer.count(b"HTTP/1.1 200") == 2 and answer.count(b'"chat.completion"') == 2
 
 
 @pytest.mark.parametrize("constant", [b"NaN", b"Infinity", b"-Infinity"])
@@ -153,11 +192,11 @@ def test_a_cross_site_simple_request_is_refused(open_server: str) -> None:
 def test_clients_may_pick_only_model_free_presets_by_default(serve: Any, upstream: str) -> None:
     presets = selectable_presets(Settings())
     assert "bm25-q25" in presets and "coarse2fine" not in presets
-    assert not any(uses_model(p.strategy) for p in presets.values())
+    assert not any(runs_model(p.strategy) for p in presets.values())
     pipeline = make_strategy("pipeline", steps=[make_strategy("bm25"), make_strategy("selfinfo")])
-    assert uses_model(pipeline) and not uses_model(make_strategy("bm25"))
+    assert runs_model(pipeline) and not runs_model(make_strategy("bm25"))
     assert "coarse2fine" in selectable_presets(Settings(presets=("coarse2fine",)))
-    base = serve(create_app(Settings(routes=(Route("gpt-", f"{upstream}/v1"),))))
+    base = serve(create_app(Settings(routes=(Route("gpt-", f"{upstream}/v1"),), **THREADS)))
     body = {**HI, "messages": [{"role": "user", "content": LONG}], "occ": {"preset": "coarse2fine"}}
     refused = httpx.post(
         f"{base}/v1/chat/completions", headers={"content-type": "application/json"}, json=body
@@ -173,6 +212,8 @@ def test_clients_may_pick_only_model_free_presets_by_default(serve: Any, upstrea
         ("timeout = 5\n[[upstreams]]\nprefix = 'a'\nbase_url = 'ftp://x'\n", 2, "base_url must be an http"),
         ("timeout = 5\nnot toml at all\n", 2, "not valid TOML"),
         ("access_log = 1\n", 1, "access_log must be true or false"),
+        ("timeout = 5\ncompression_threads = 2\n", 2, "did you mean 'compression_workers'"),
+        ("compression_nice = -1\n", 1, "compression_nice must be an integer >= 0"),
         (
             "[[upstreams]]\nprefix = 'a'\nbase_url = 'http://x'\n[[upstreams]]\nbase_url = 'http://y'\nkey = 'k'\n",
             4,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,7 +19,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from occ_research.server import Route, Settings, create_app
 from tests import test_server
-from tests.test_server import KEY, LONG, sdk
+from tests.test_chat import chat
+from tests.test_server import KEY, LONG, THREADS, sdk
 
 serve, upstream = test_server.serve, test_server.upstream  # the same fixtures
 
@@ -33,6 +35,7 @@ def proxy(serve: Any, upstream: str) -> str:
         routes=(Route("gpt-", f"{upstream}/v1"),),
         min_prompt_tokens=200,
         access_log=True,
+        compression_workers=1,  # one worker process: its memo sees every request
     )
     return str(serve(create_app(settings)))
 
@@ -88,9 +91,28 @@ def test_metrics_count_requests_tokens_and_compression(proxy: str) -> None:
     assert delta("occ_upstream_seconds_count", upstream="gpt-*") == 2
 
 
+def test_metrics_count_the_message_memo_hits_and_misses(proxy: str) -> None:
+    """Cache-stable mode remembers each compressed message (in the worker that compressed it; this server
+    has one): a chat sent again is all hits."""
+    messages = chat(5)
+    messages[0] = {"role": "system", "content": f"You are analyst {uuid.uuid4().hex}."}  # never seen before
+    counts = [samples(proxy)]
+    for _ in range(2):
+        raw = sdk(proxy).chat.completions.with_raw_response.create(model="gpt-4o", messages=messages)  # type: ignore[arg-type]
+        assert raw.headers["x-occ-compression"] == "on"
+        counts.append(samples(proxy))
+
+    def lookups(i: int, outcome: str) -> float:
+        key = ("occ_message_cache_lookups_total", (("outcome", outcome),))
+        return counts[i + 1].get(key, 0.0) - counts[i].get(key, 0.0)
+
+    assert lookups(0, "miss") > 0 and lookups(0, "hit") == 0
+    assert lookups(1, "hit") == lookups(0, "miss") and lookups(1, "miss") == 0
+
+
 def test_each_app_has_its_own_registry(serve: Any, upstream: str) -> None:
-    one = serve(create_app(Settings(routes=(Route("gpt-", f"{upstream}/v1"),))))
-    two = serve(create_app(Settings(routes=(Route("gpt-", f"{upstream}/v1"),))))
+    one = serve(create_app(Settings(routes=(Route("gpt-", f"{upstream}/v1"),), **THREADS)))
+    two = serve(create_app(Settings(routes=(Route("gpt-", f"{upstream}/v1"),), **THREADS)))
     httpx.post(
         f"{one}/v1/chat/completions",
         json={"model": "gpt-4o", "messages": [{"role": "user", "content": "Hi"}]},
@@ -131,7 +153,7 @@ def test_access_log_is_one_json_line_per_request_without_keys_or_prompts(
 def test_access_log_is_off_by_default(
     serve: Any, upstream: str, access_records: list[logging.LogRecord]
 ) -> None:
-    base = serve(create_app(Settings(routes=(Route("gpt-", f"{upstream}/v1"),))))
+    base = serve(create_app(Settings(routes=(Route("gpt-", f"{upstream}/v1"),), **THREADS)))
     response = httpx.post(
         f"{base}/v1/chat/completions",
         json={"model": "gpt-4o", "messages": [{"role": "user", "content": "Hi"}]},

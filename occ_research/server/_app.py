@@ -1,6 +1,6 @@
-"""The app factory: settings and presets checked when the app is made, then a lifespan that loads what
-requests need before the first one arrives (encodings, warmed-up presets, the upstream session, the
-compression threads, the metrics) and holds it in the lifespan state the routes read.
+"""The app factory: settings and presets checked when the app is made, then a lifespan that starts what
+requests need before the first one arrives (the compression workers, which load the encodings and warm the
+presets up; the upstream session; the metrics) and holds it in the lifespan state the routes read.
 
 The upstream counts the compressed prompt, so ``usage.prompt_tokens`` is what the caller pays for.
 Compression numbers travel in ``x-occ-*`` response headers. A request is never lost to compression: if it
@@ -17,17 +17,16 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import aiohttp
-import anyio
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.routing import Route as HttpRoute
 
-from ..strategies import MessageCache
 from . import _routes as routes
-from ._compression import CompressionPool, Presets, load_presets, warm_up
+from ._compression import Presets, load_presets, worker_config
 from ._local import LocalUpstream
 from ._observe import Metrics, Observer, access_log
+from ._pool import CompressionPool
 from ._settings import Settings
 from ._state import ServerState
 
@@ -59,23 +58,29 @@ def create_app(settings: Settings | None = None) -> Starlette:
 def _lifespan(settings: Settings, presets: Presets) -> Any:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
-        await anyio.to_thread.run_sync(warm_up, presets)
+        metrics = Metrics()
+        pool = CompressionPool(
+            worker_config(settings, presets),
+            workers=settings.compression_workers,
+            budget_s=settings.compression_budget_ms / 1000,
+            queue=settings.compression_queue,
+            processes=settings.compression_processes,
+            on_restart=metrics.worker_restarts.inc,
+        )
+        metrics.compression_waiting.set_function(lambda: pool.waiting)
         # aiohttp, not httpx, for the upstream: it relayed 8x more requests/s here (benchmarks/load.py).
         # sock_read bounds the wait for each read, so a long stream is fine but a silent upstream is not.
         timeout = aiohttp.ClientTimeout(total=None, connect=settings.timeout, sock_read=settings.timeout)
         connector = aiohttp.TCPConnector(limit=512)
-        pool = CompressionPool(settings.compression_threads, settings.compression_budget_ms / 1000)
-        metrics = Metrics()
         try:
+            await pool.start()  # the workers are warm before the first request
             async with aiohttp.ClientSession(connector=connector, timeout=timeout) as client:
                 local = LocalUpstream(settings.local_model)
                 yield {
-                    "server": ServerState(
-                        settings, presets, client, local, pool, metrics, MessageCache(settings.message_cache)
-                    ),
+                    "server": ServerState(settings, presets, client, local, pool, metrics),
                     "metrics": metrics,
                 }
         finally:
-            pool.close()
+            await pool.close()
 
     return lifespan

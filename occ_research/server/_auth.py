@@ -7,6 +7,7 @@ So in that mode the ``Host`` header must name a loopback host and an ``Origin``,
 
 from __future__ import annotations
 
+import functools
 import hmac
 import ipaddress
 from urllib.parse import urlsplit
@@ -39,6 +40,7 @@ def authorised(request: Request, keys: tuple[str, ...]) -> bool:
     return any([hmac.compare_digest(given.encode(), k.encode()) for k in keys]) and bool(given)
 
 
+@functools.lru_cache(maxsize=1024)  # a server sees a few Host values, parsed once each
 def is_loopback_host(host: str) -> bool:
     """``localhost``, ``127.0.0.1:8000``, ``[::1]:8000``, ...: a name or address of this machine only."""
     host = host.strip().lower()

@@ -17,7 +17,7 @@ import uuid
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 ROUTES = frozenset({"/v1/chat/completions", "/v1/models", "/healthz", "/metrics"})
@@ -40,6 +40,8 @@ class RequestRecord:
     original_tokens: int | None = None
     compressed_tokens: int | None = None
     compression_ms: float | None = None
+    cache_hits: int | None = None  # lookups in the memo of compressed messages (cache-stable mode)
+    cache_misses: int | None = None
     upstream_ms: float | None = None
     duration_ms: float = 0.0
 
@@ -71,6 +73,24 @@ class Metrics:
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0),
             registry=r,
         )
+        self.message_cache = Counter(
+            "occ_message_cache_lookups",
+            "Lookups in the compression workers' memo of compressed messages (cache-stable mode), by outcome",
+            ["outcome"],
+            registry=r,
+        )
+        self.worker_restarts = Counter(
+            "occ_compression_worker_restarts",
+            "Compression workers replaced: killed for not stopping at a deadline, or found dead",
+            registry=r,
+        )
+        self.compression_waiting = Gauge(
+            "occ_compression_waiting",
+            "Compressions waiting for a free worker (bounded by compression_queue)",
+            registry=r,
+        )
+        for outcome in ("hit", "miss"):
+            self.message_cache.labels(outcome)
         for kind in ("in", "out", "saved"):
             self.prompt_tokens.labels(kind)
         for outcome in OUTCOMES:
@@ -85,6 +105,10 @@ class Metrics:
             self.prompt_tokens.labels("in").inc(record.original_tokens)
             self.prompt_tokens.labels("out").inc(out)
             self.prompt_tokens.labels("saved").inc(record.original_tokens - out)
+        if record.cache_hits:
+            self.message_cache.labels("hit").inc(record.cache_hits)
+        if record.cache_misses:
+            self.message_cache.labels("miss").inc(record.cache_misses)
         if record.compression_ms is not None:
             self.compression_seconds.observe(record.compression_ms / 1000)
         if record.upstream_ms is not None:

@@ -8,16 +8,15 @@ prompt compressed (off the event loop, within the budget) and forwarded. Everyth
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
-import anyio
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from .._messages import validate_messages
-from .._presets import Preset
 from ..exceptions import OCCError
 from ._auth import guard
 from ._compression import compress
@@ -102,10 +101,10 @@ async def _compress(
     if request.headers.get("x-occ-compress", "on").lower() == "off" or control.get("compress") is False:
         record.compression = "off"
         return {"x-occ-compression": "off"}, body
-    preset: Preset = control.get("preset", server.presets.default)
-    outcome = await compress(server.pool, preset, control, body, server.settings, server.message_cache)
+    outcome = await compress(server.pool, control.get("preset"), server.presets, control, body)
     record.compression = outcome.outcome
     record.original_tokens, record.compressed_tokens = outcome.original_tokens, outcome.compressed_tokens
+    record.cache_hits, record.cache_misses = outcome.cache_hits, outcome.cache_misses
     if outcome.seconds is not None:
         record.compression_ms = round(outcome.seconds * 1000, 3)
     forwarded = {**body, "messages": outcome.messages} if outcome.messages is not None else body
@@ -120,13 +119,14 @@ async def read_body(request: Request, limit: int, timeout: float) -> dict[str, A
     if declared is not None and declared.isdigit() and int(declared) > limit:
         return error(413, f"request body over {limit} bytes", code="request_too_large")
     chunks, size = [], 0
-    with anyio.move_on_after(timeout) as scope:
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                return error(413, f"request body over {limit} bytes", code="request_too_large")
-            chunks.append(chunk)
-    if scope.cancelled_caught:
+    try:
+        async with asyncio.timeout(timeout):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    return error(413, f"request body over {limit} bytes", code="request_too_large")
+                chunks.append(chunk)
+    except TimeoutError:
         return error(408, f"the body did not arrive within {timeout:g} s", code="request_timeout")
     try:
         body = parse_json(b"".join(chunks))
@@ -174,7 +174,7 @@ def read_control(control: object, presets: Any) -> dict[str, Any] | Response:
     frozen = control.get("frozen_messages", 0)
     if isinstance(frozen, bool) or not isinstance(frozen, int) or frozen < 0:
         return error(400, "'occ.frozen_messages' must be a non-negative integer", param="occ.frozen_messages")
-    return {**control, "preset": presets[control["preset"]]} if "preset" in control else control
+    return control
 
 
 async def models(request: Request) -> Response:

@@ -6,7 +6,15 @@
                                  # default: every model-free preset on the search path that loads
     min_prompt_tokens = 400      # shorter prompts are forwarded as they are
     compression_budget_ms = 300  # longer compressions are abandoned: the original prompt is forwarded
-    compression_threads = 2      # compressions running at once (abandoned ones included)
+    compression_workers = 2      # worker processes compressing prompts, one prompt each at a time (per
+                                 # server process: `occ serve --workers 2` runs 2 x this many)
+    compression_queue = 128      # compressions that may wait for a worker; past that, the original is
+                                 # forwarded at once (over-budget)
+    compression_nice = 10        # the workers' CPU priority below the server's (Unix nice): with the cores
+                                 # busy, the event loop goes first (relayed requests are not slowed down;
+                                 # a compression waits, within its budget); 0: the same priority
+    compression_processes = true # false: the workers are threads of the server's process (no start-up
+                                 # cost, no isolation; compression then slows the event loop down)
     max_body_bytes = 4194304
     timeout = 120                # upstream connect and per-read timeout, seconds
     header_timeout = 10          # a client has this long to send a request's headers, seconds
@@ -70,7 +78,10 @@ class Settings:
     routes: tuple[Route, ...] = ()
     min_prompt_tokens: int = 400
     compression_budget_ms: float = 300.0
-    compression_threads: int = 2
+    compression_workers: int = 2
+    compression_queue: int = 128
+    compression_nice: int = 10
+    compression_processes: bool = True
     max_body_bytes: int = 4 * 1024 * 1024
     timeout: float = 120.0
     header_timeout: float = 10.0
@@ -194,7 +205,10 @@ _FIELDS: dict[str, Callable[[_Locator, str, Any], Any]] = {
     "presets": _names,
     "min_prompt_tokens": _integer(0),
     "compression_budget_ms": _number(1),
-    "compression_threads": _integer(1),
+    "compression_workers": _integer(1),
+    "compression_queue": _integer(1),
+    "compression_nice": _integer(0),
+    "compression_processes": _boolean,
     "max_body_bytes": _integer(1),
     "timeout": _number(0.001),
     "header_timeout": _number(0.001),

@@ -6,10 +6,10 @@ from dataclasses import dataclass
 
 import aiohttp
 
-from ..strategies import MessageCache
-from ._compression import CompressionPool, Presets
+from ._compression import Presets
 from ._local import LocalUpstream
 from ._observe import Metrics
+from ._pool import CompressionPool
 from ._settings import Settings
 
 
@@ -19,6 +19,5 @@ class ServerState:
     presets: Presets
     client: aiohttp.ClientSession  # one session for every upstream: pooled connections
     local: LocalUpstream
-    pool: CompressionPool
+    pool: CompressionPool  # the compression workers
     metrics: Metrics
-    message_cache: MessageCache  # compressed messages of cache-stable mode, shared by requests
