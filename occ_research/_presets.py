@@ -16,6 +16,9 @@ A preset is a strategy config plus a default budget and a description::
 Every key other than ``description``, ``rate`` and ``target_tokens`` is part of the strategy config.
 Presets are looked up in the folders of ``OCC_PRESET_PATH`` (os.pathsep-separated), then ``./strategies``,
 then the ``strategies/`` folder of the source checkout; a path to a ``.toml`` file works too.
+
+``winner.toml``, written by an evaluation, is a preset (the rag winner) that also holds a policy: a preset
+per kind of prompt (``read_policy``), which the server applies by the kind of each request.
 """
 
 from __future__ import annotations
@@ -25,7 +28,9 @@ import os
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from ._kinds import KINDS
 from ._paths import project_folders, writable_folder
 from .exceptions import OCCError, PresetError, UnknownNameError
 from .strategies import Strategy, check_budget, strategy_from_config
@@ -104,3 +109,20 @@ def load_preset(name_or_path: str) -> Preset:
     except OCCError as exc:
         raise PresetError(f"preset {path.name}: {exc}") from exc
     return Preset(path.stem, description, strategy, rate, target_tokens, path)
+
+
+def read_policy(path: str | Path) -> dict[str, tuple[dict[str, Any], float] | None]:
+    """The policy in a ``winner.toml``: for every kind of prompt, (strategy config, rate), or None where
+    there is no evaluated winner (forward uncompressed). A file written before policies (a single preset)
+    applies to the rag kind only."""
+    config = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    kinds = config.get("evidence", {}).get("kinds")
+    policy: dict[str, tuple[dict[str, Any], float] | None] = dict.fromkeys(KINDS)
+    if kinds is None:
+        preset = {k: v for k, v in config.items() if k not in ("description", "evidence", "rate")}
+        policy["rag"] = (preset, float(config.get("rate", 1.0)))
+        return policy
+    for kind, entry in kinds.items():
+        strategy = {k: v for k, v in entry.items() if k not in ("rate", "evidence")}
+        policy[kind] = (strategy, float(entry["rate"]))
+    return policy

@@ -13,16 +13,18 @@ likelihood; ``_stats.py`` holds the paired statistics; ``_report.py`` writes ``r
 policy file; ``_compare.py`` compares strategies without a reader (``occ demo``).
 """
 
+from .._kinds import KINDS
 from .._paths import data_dir
+from .._presets import read_policy
 from . import _chat_sets  # noqa: F401  (registers needle-chat and sharegpt-next)
 from ._compare import available, compare, demo_strategies, run_demo, summarize
-from ._datasets import DATASETS, KINDS, DatasetSpec, Example, load_examples, register_dataset
+from ._datasets import DATASETS, DatasetSpec, Example, load_examples, register_dataset
 from ._evaluate import evaluate, find_suite
 from ._likelihood import AnswerScorer, help_retained
 from ._metrics import METRICS, Metric, bootstrap_ratio, contains_answer, register_metric
 from ._report import likelihood_vs_reader, markdown_table, summarize_run, write_report
 from ._runner import Row, Suite, check_sample_sizes, load_rows, load_suite, run_suite
-from ._select import Rule, Winner, read_policy, select_winners, write_policy
+from ._select import Rule, Winner, select_winners, write_policy
 from ._stats import (
     Interval,
     bootstrap_mean,

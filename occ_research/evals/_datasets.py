@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from .._kinds import KINDS
 from .._messages import Message
 from .._paths import data_dir
 from .._registry import Registry
@@ -23,9 +24,6 @@ from ..exceptions import DatasetError
 from ._metrics import contains_answer
 
 Loader = Callable[..., list["Example"]]
-
-#: kinds of prompt: a winner is elected per kind, and the server classifies requests into the same kinds
-KINDS = ("rag", "long-document", "chat", "few-shot", "structured")
 
 
 @dataclass(frozen=True)

@@ -25,8 +25,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from .._kinds import KINDS
 from ..strategies import runs_model, strategy_from_config
-from ._datasets import KINDS
 from ._report import summarize_run
 from ._runner import load_rows
 
@@ -211,22 +211,3 @@ def write_policy(winners: Mapping[str, Winner | None], path: str | Path, run: st
         ]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
-
-
-def read_policy(path: str | Path) -> dict[str, tuple[dict[str, Any], float] | None]:
-    """The policy in a ``winner.toml``: for every kind of prompt, (strategy config, rate), or None where
-    there is no evaluated winner (forward uncompressed). A file written before policies (a single preset)
-    applies to the rag kind only."""
-    import tomllib
-
-    config = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-    kinds = config.get("evidence", {}).get("kinds")
-    policy: dict[str, tuple[dict[str, Any], float] | None] = dict.fromkeys(KINDS)
-    if kinds is None:
-        preset = {k: v for k, v in config.items() if k not in ("description", "evidence", "rate")}
-        policy["rag"] = (preset, float(config.get("rate", 1.0)))
-        return policy
-    for kind, entry in kinds.items():
-        strategy = {k: v for k, v in entry.items() if k not in ("rate", "evidence")}
-        policy[kind] = (strategy, float(entry["rate"]))
-    return policy

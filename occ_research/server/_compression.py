@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .._presets import Preset, load_preset, preset_files, writable_preset_dir
+from .._presets import Preset, load_preset, preset_files, read_policy, writable_preset_dir
 from ..exceptions import OCCError, PresetError
-from ..strategies import runs_model
+from ..strategies import runs_model, strategy_from_config
 from ._pool import CompressionPool, OverBudget, QueueFull
 from ._settings import Settings
 from ._wire import header_value
@@ -35,6 +35,27 @@ def choose_preset(settings: Settings) -> Preset:
         return load_preset(settings.preset)
     winner = writable_preset_dir() / "winner.toml"
     return load_preset(str(winner)) if Path(winner).is_file() else load_preset(DEFAULT_PRESET)
+
+
+def policy_presets(settings: Settings) -> dict[str, Preset | None] | None:
+    """The evaluation's policy (``winner.toml``), one preset per kind of prompt (None: no evaluated winner,
+    forward uncompressed), when the server compresses by it: no preset configured and a policy written."""
+    winner = Path(writable_preset_dir() / "winner.toml")
+    if settings.preset or not winner.is_file():
+        return None
+    by_kind: dict[str, Preset | None] = {}
+    for kind, entry in read_policy(winner).items():
+        if entry is None:
+            by_kind[kind] = None
+            continue
+        config, rate = entry
+        try:
+            strategy = strategy_from_config(config)
+            strategy.validate()
+        except OCCError as exc:
+            raise PresetError(f"{winner.name}: the {kind} entry does not load ({exc})") from None
+        by_kind[kind] = Preset(f"winner-{kind}", f"the evaluated winner for {kind} prompts", strategy, rate)
+    return by_kind
 
 
 def selectable_presets(settings: Settings) -> dict[str, Preset]:
@@ -67,7 +88,7 @@ def selectable_presets(settings: Settings) -> dict[str, Preset]:
 
 
 def load_presets(settings: Settings) -> Presets:
-    return Presets(choose_preset(settings), selectable_presets(settings))
+    return Presets(choose_preset(settings), selectable_presets(settings), policy_presets(settings))
 
 
 def worker_config(settings: Settings, presets: Presets) -> WorkerConfig:
@@ -90,6 +111,7 @@ class Outcome:
     outcome: str
     messages: Any = None  # the messages to forward (None: the original ones)
     strategy: str = ""
+    kind: str | None = None  # the kind of prompt the preset was chosen for (policy mode)
     original_tokens: int | None = None
     compressed_tokens: int | None = None
     seconds: float | None = None
@@ -135,7 +157,8 @@ async def compress(
         outcome = Outcome(
             done.outcome,
             messages=done.messages,
-            strategy=name,
+            strategy=done.preset or name,
+            kind=done.kind,
             original_tokens=done.original_tokens,
             compressed_tokens=done.compressed_tokens,
             seconds=done.seconds,
@@ -145,6 +168,8 @@ async def compress(
     outcome.headers = {"x-occ-compression": outcome.outcome}
     if outcome.outcome == "on":
         outcome.headers["x-occ-strategy"] = header_value(outcome.strategy)
+    if outcome.kind is not None:
+        outcome.headers["x-occ-prompt-kind"] = outcome.kind
     if outcome.original_tokens is not None:
         outcome.headers["x-occ-original-tokens"] = str(outcome.original_tokens)
     if outcome.compressed_tokens is not None:

@@ -21,7 +21,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 ROUTES = frozenset({"/v1/chat/completions", "/v1/models", "/healthz", "/metrics"})
-OUTCOMES = ("on", "off", "skipped-short", "failed", "over-budget")
+OUTCOMES = ("on", "off", "skipped-short", "skipped-kind", "failed", "over-budget")
 access_log = logging.getLogger("occ_research.server.access")
 
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import Any
 
+from .._kinds import prompt_kind
 from .._presets import Preset
 from .._tokens import ENCODING_SHA256, count_tokens, get_encoding
 from ..strategies import ChatPolicy, MessageCache, runs_model
@@ -34,14 +35,25 @@ log = logging.getLogger("occ_research.server")
 
 @dataclass(frozen=True)
 class Presets:
-    """The preset used by default and the presets a client may name (``"occ": {"preset": NAME}``)."""
+    """The preset used by default, the presets a client may name (``"occ": {"preset": NAME}``) and, when
+    the default comes from an evaluation's policy, the preset per kind of prompt (``by_kind``: None for a
+    kind with no evaluated winner, whose prompts are forwarded uncompressed)."""
 
     default: Preset
     selectable: Mapping[str, Preset]
+    by_kind: Mapping[str, Preset | None] | None = None
 
     def get(self, name: str | None) -> Preset:
         """A selectable preset by name; None: the default one."""
         return self.default if name is None else self.selectable[name]
+
+    def for_prompt(self, name: str | None, messages: Any) -> tuple[Preset | None, str | None]:
+        """The preset for a request and the kind of prompt it was chosen for (None where no policy
+        applies): a named preset, else the policy's entry for the prompt's kind, else the default."""
+        if name is not None or self.by_kind is None:
+            return self.get(name), None
+        kind = prompt_kind(messages)
+        return self.by_kind.get(kind), kind
 
 
 @dataclass(frozen=True)
@@ -71,10 +83,13 @@ class Job:
 
 @dataclass(frozen=True)
 class JobResult:
-    """What a worker did: ``outcome`` is ``on`` or ``skipped-short`` (``messages`` None: forward the
-    original). ``seconds`` is the compression's own time, without the wait for a worker."""
+    """What a worker did: ``outcome`` is ``on``, ``skipped-short`` or ``skipped-kind`` (``messages`` None:
+    forward the original). ``seconds`` is the compression's own time, without the wait for a worker;
+    ``preset`` the preset used and ``kind`` the kind of prompt it was chosen for (policy mode)."""
 
     outcome: str
+    preset: str = ""
+    kind: str | None = None
     messages: Any = None
     original_tokens: int | None = None
     compressed_tokens: int | None = None
@@ -105,14 +120,18 @@ class Worker:
                 log.warning("warming up preset %s failed: %s", preset.name, type(exc).__name__)
 
     def compress(self, job: Job) -> JobResult:
-        """Count the prompt; below ``min_prompt_tokens`` it is left alone, else compressed with the chat
-        policy. Cache-stable mode needs a rate: a preset with a token budget for the whole prompt compresses
+        """Choose the preset (by name, or by the prompt's kind under a policy: none for a kind without a
+        winner), count the prompt; below ``min_prompt_tokens`` it is left alone, else compressed with the
+        chat policy. Cache-stable mode needs a rate: a preset with a token budget for the whole prompt compresses
         the whole prompt instead (its earlier turns then change from turn to turn)."""
         started = time.perf_counter()
-        config, preset = self.config, self.config.presets.get(job.preset)
+        config = self.config
+        preset, kind = config.presets.for_prompt(job.preset, job.messages)
         original = count_tokens(job.messages, job.model)
+        if preset is None:  # a kind of prompt with no evaluated winner
+            return JobResult("skipped-kind", kind=kind, original_tokens=original)
         if original < config.min_prompt_tokens:
-            return JobResult("skipped-short", original_tokens=original)
+            return JobResult("skipped-short", preset=preset.name, kind=kind, original_tokens=original)
         rate = job.rate if job.rate is not None else preset.rate
         target = None if job.rate is not None else preset.target_tokens
         stable = config.cache_stable and target is None
@@ -133,6 +152,8 @@ class Worker:
         )
         return JobResult(
             "on",
+            preset=preset.name,
+            kind=kind,
             messages=result.messages,
             original_tokens=result.original_tokens,
             compressed_tokens=result.compressed_tokens,
