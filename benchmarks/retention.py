@@ -4,6 +4,8 @@
     python benchmarks/retention.py --distractors random retrieved --documents 10 20 \
         --strategies bm25 tfidf embed hybrid --rates 0.25 0.125 --json out.json
     python benchmarks/retention.py --strategies hybrid bm25 --n 60 --every-position --plots plots/
+    python benchmarks/retention.py --strategies bm25 hybrid --rates auto 0.25 0.125 \
+        --distractors random retrieved      # rate="auto": retention next to the achieved ratios
 
 Each prompt is the harness's ``nq-multidoc``: one NQ-open question's gold passage among ``documents - 1``
 distractors, the gold passage first, in the middle or last in turn (0/4/9 of 10, 0/9/19 of 20: a third of
@@ -16,6 +18,12 @@ appears in the compressed prompt; the interval is Wilson's, per gold position to
 the paired difference with a bootstrap interval and McNemar's exact test. Latency is the median wall time of
 one ``compress`` call (with ``--cold``, the embedding caches emptied before each), and its ratio to one
 tiktoken encoding pass of the same prompt, measured in the same run (robust to a busy machine).
+
+``--rates auto`` runs the registered strategies with ``rate="auto"`` (each prompt gets its own budget); the
+kept fraction of the prompt's tokens is reported as mean, median, 10th and 90th percentile for every row, so
+an adaptive budget's retention can be read next to what it kept. ``--order`` passes ``order`` to the
+registered strategies: it moves kept passages, so it changes latency but not retention (its effect needs a
+reader: ``occ eval``).
 
 Baselines besides the registered strategies: ``plain-bm25``, a plain BM25 sentence ranker (Okapi as in
 rank_bm25, lower-cased word tokens, keep the best sentences that fit); ``bm25-b0``, ``bm25`` without length
@@ -35,7 +43,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from occ_research._embeddings import EMBEDDERS
 from occ_research._static_embeddings import STATIC_EMBEDDERS
@@ -50,7 +58,9 @@ MODEL = "gpt-4"  # cl100k_base
 RATES = (0.25, 0.125, 0.0625)
 DEFAULT_STRATEGIES = ("hybrid", "hybrid-minilm", "embed", "bm25", "bm25-b0", "tfidf", "plain-bm25", "random")
 
-Compressor = Callable[[Example, float], str]
+Rate = float | Literal["auto"]  # a kept fraction, or a budget set per prompt
+Compressor = Callable[[Example, Rate], str]
+NO_AUTO = frozenset({"plain-bm25"})  # baselines with no per-prompt budget
 
 
 def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -96,7 +106,7 @@ _WORDS = re.compile(r"\w+")
 def registered(name: str, **params: Any) -> Compressor:
     strategy = make_strategy(name, **params)
 
-    def run(example: Example, rate: float) -> str:
+    def run(example: Example, rate: Rate) -> str:
         result = strategy.compress(example.messages, rate=rate, model=MODEL)
         return str(result.messages[0]["content"])
 
@@ -106,7 +116,7 @@ def registered(name: str, **params: Any) -> Compressor:
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 
 
-def plain_bm25(example: Example, rate: float) -> str:
+def plain_bm25(example: Example, rate: Rate) -> str:
     """A plain BM25 sentence ranker: rank_bm25's Okapi, word tokens, keep the best sentences that fit."""
     encode = encoding_for_model(MODEL).encode_ordinary
     content = str(example.messages[0]["content"])
@@ -124,7 +134,7 @@ def plain_bm25(example: Example, rate: float) -> str:
         tf = Counter(doc)
         norm = 1.2 * (0.25 + 0.75 * len(doc) / avg)
         scores.append(sum(idf.get(q, 0) * tf[q] * 2.2 / (tf[q] + norm) for q in query))
-    left = int(rate * len(encode(content))) - len(encode(question)) - 2
+    left = int(float(rate) * len(encode(content))) - len(encode(question)) - 2
     kept = set()
     for k in sorted(range(n), key=lambda k: -scores[k]):
         cost = len(encode(sentences[k])) + 1
@@ -134,13 +144,16 @@ def plain_bm25(example: Example, rate: float) -> str:
     return " ".join(sentences[k] for k in sorted(kept)) + "\n\n" + question
 
 
-def compressors(names: Sequence[str]) -> dict[str, Compressor]:
+def compressors(names: Sequence[str], order: str = "original") -> dict[str, Compressor]:
+    """The compressors by name; ``order`` goes to every registered strategy (the default leaves it out, so
+    strategies without the parameter run too)."""
+    extra = {} if order == "original" else {"order": order}
     special: dict[str, Callable[[], Compressor]] = {
         "plain-bm25": lambda: plain_bm25,
-        "bm25-b0": lambda: registered("bm25", b=0.0),
-        "hybrid-minilm": lambda: registered("hybrid", embeddings="minilm"),
+        "bm25-b0": lambda: registered("bm25", b=0.0, **extra),
+        "hybrid-minilm": lambda: registered("hybrid", embeddings="minilm", **extra),
     }
-    return {n: special[n]() if n in special else registered(n) for n in names}
+    return {n: special[n]() if n in special else registered(n, **extra) for n in names}
 
 
 # -- the run ----------------------------------------------------------------------------------------------
@@ -157,17 +170,22 @@ def clear_embedding_caches() -> None:
 def measure(
     examples: Sequence[Example],
     names: Sequence[str],
-    rates: Sequence[float],
+    rates: Sequence[Rate],
     cold: bool = False,
     setting: dict[str, Any] | None = None,
+    order: str = "original",
 ) -> list[dict[str, Any]]:
     """One row per strategy x rate: retention with its Wilson interval, per gold position too, the
-    per-example outcomes (for paired comparisons between settings) and the latency."""
+    per-example outcomes (for paired comparisons between settings), the kept fraction's distribution and
+    the latency."""
     encode = encoding_for_model(MODEL).encode_ordinary
     rows = []
-    for name, run in compressors(names).items():
-        run(examples[0], rates[0])  # load models and tables outside the timing
+    for name, run in compressors(names, order).items():
+        run(examples[0], 0.5)  # load models and tables outside the timing
         for rate in rates:
+            if rate == "auto" and name in NO_AUTO:
+                print(f"{name}: no rate='auto', skipped", file=sys.stderr)
+                continue
             kept, millis, ratios, sizes = [], [], [], []
             for example in examples:
                 content = str(example.messages[0]["content"])
@@ -184,9 +202,11 @@ def measure(
                 ratios.append(seconds / encoding)
                 sizes.append(len(encode(out)) / len(encode(content)))
             low, high = wilson(sum(kept), len(kept))
+            deciles = statistics.quantiles(sizes, n=10) if len(sizes) > 1 else [sizes[0]] * 9
             rows.append(
                 {
                     **(setting or {}),
+                    "order": order,
                     "strategy": name,
                     "rate": rate,
                     "n": len(examples),
@@ -197,6 +217,9 @@ def measure(
                     "median_ms": statistics.median(millis),
                     "median_x_encode": statistics.median(ratios),
                     "mean_kept_fraction": statistics.fmean(sizes),
+                    "median_kept_fraction": statistics.median(sizes),
+                    "p10_kept_fraction": deciles[0],
+                    "p90_kept_fraction": deciles[-1],
                     "examples": [e.id for e in examples],
                     "gold_positions": [e.gold_position for e in examples],
                     "kept": kept,
@@ -289,7 +312,7 @@ def position_table(rows: Sequence[dict[str, Any]], seed: int = 0) -> Any:
                 {
                     "dataset": f"{row['distractors']} distractors, {row['documents']} documents",
                     "strategy": row["strategy"],
-                    "budget": row["rate"],
+                    "budget": math.nan if row["rate"] == "auto" else row["rate"],
                     "gold_position": position,
                     "n": len(values),
                     "answer_kept": interval.value,
@@ -305,14 +328,27 @@ def position_table(rows: Sequence[dict[str, Any]], seed: int = 0) -> Any:
     return pd.DataFrame.from_records(records, columns=POSITION_COLUMNS)
 
 
+def _budget(rate: Rate) -> str:
+    return "auto" if rate == "auto" else f"{1 / float(rate):.0f}x"
+
+
+def _fractions(row: dict[str, Any]) -> str:
+    """The kept fraction: mean, and median [10th, 90th percentile] (they differ from prompt to prompt only
+    with ``rate="auto"``)."""
+    return (
+        f"{row['mean_kept_fraction']:.3f}, {row['median_kept_fraction']:.3f} "
+        f"[{row['p10_kept_fraction']:.3f}, {row['p90_kept_fraction']:.3f}]"
+    )
+
+
 def _percent(value: float, low: float, high: float) -> str:
     return f"{100 * value:.1f}% [{100 * low:.1f}, {100 * high:.1f}]"
 
 
 def _line(row: dict[str, Any]) -> str:
     return (
-        f"| {row['strategy']} | {row['distractors']} | {row['documents']} | {1 / row['rate']:.0f}x | {row['n']} "
-        f"| {_percent(row['retained'], row['low'], row['high'])} | {row['mean_kept_fraction']:.3f} "
+        f"| {row['strategy']} | {row['distractors']} | {row['documents']} | {_budget(row['rate'])} | {row['n']} "
+        f"| {_percent(row['retained'], row['low'], row['high'])} | {_fractions(row)} "
         f"| {row['median_ms']:.1f} | {row['median_x_encode']:.1f} |"
     )
 
@@ -321,8 +357,8 @@ def tables(rows: Sequence[dict[str, Any]], seed: int = 0) -> str:
     """The Markdown tables of a run: every measurement, retention side by side, retrieved - random paired,
     and retention by gold position."""
     lines = [
-        "| strategy | distractors | documents | compression | n | answer kept [95% CI] | kept fraction "
-        "| median ms | x one encoding |",
+        "| strategy | distractors | documents | compression | n | answer kept [95% CI] "
+        "| kept fraction: mean, median [p10, p90] | median ms | x one encoding |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|",
         *(_line(r) for r in rows),
         "",
@@ -336,7 +372,7 @@ def tables(rows: Sequence[dict[str, Any]], seed: int = 0) -> str:
     for strategy, rate in dict.fromkeys((r["strategy"], r["rate"]) for r in rows):
         values = [cells.get((strategy, rate, d, k)) for d, k in settings]
         lines.append(
-            f"| `{strategy}` | {1 / rate:.0f}x | "
+            f"| `{strategy}` | {_budget(rate)} | "
             + " | ".join("" if v is None else _percent(v["retained"], v["low"], v["high"]) for v in values)
             + " |"
         )
@@ -348,7 +384,7 @@ def tables(rows: Sequence[dict[str, Any]], seed: int = 0) -> str:
             "|---|---:|---:|---:|---:|---:|",
         ]
         lines += [
-            f"| `{d['strategy']}` | {1 / d['rate']:.0f}x | {d['documents']} | {d['n']} "
+            f"| `{d['strategy']}` | {_budget(d['rate'])} | {d['documents']} | {d['n']} "
             f"| {100 * d['difference']:+.1f} [{100 * d['low']:+.1f}, {100 * d['high']:+.1f}] "
             f"| {d['mcnemar_p']:.2g} |"
             for d in differences
@@ -361,7 +397,7 @@ def tables(rows: Sequence[dict[str, Any]], seed: int = 0) -> str:
     for r in rows:
         spots = [r["by_position"][str(p)] for p in positions(r["documents"])]
         lines.append(
-            f"| `{r['strategy']}` | {1 / r['rate']:.0f}x | {r['distractors']} | {r['documents']} | "
+            f"| `{r['strategy']}` | {_budget(r['rate'])} | {r['distractors']} | {r['documents']} | "
             + " | ".join(f"{_percent(c['retained'], c['low'], c['high'])} (n={c['n']})" for c in spots)
             + " |"
         )
@@ -374,15 +410,24 @@ def tables(rows: Sequence[dict[str, Any]], seed: int = 0) -> str:
             "|---|---:|---|---:|---:|---:|---:|---:|---:|",
         ]
         for pair in pairs:
-            cells = [
+            spans = [
                 f"{100 * v:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}] | {p:.2g}"
                 for v, lo, hi, p in (pair["middle"], pair["last"])
             ]
             lines.append(
-                f"| `{pair['strategy']}` | {1 / pair['rate']:.0f}x | {pair['distractors']} | {pair['documents']} "
-                f"| {pair['n']} | " + " | ".join(cells) + " |"
+                f"| `{pair['strategy']}` | {_budget(pair['rate'])} | {pair['distractors']} | {pair['documents']} "
+                f"| {pair['n']} | " + " | ".join(spans) + " |"
             )
     return "\n".join(lines)
+
+
+def _rate(text: str) -> Rate:
+    if text == "auto":
+        return "auto"
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a rate is a number in (0, 1] or 'auto', got {text!r}") from None
 
 
 def main() -> None:
@@ -392,7 +437,13 @@ def main() -> None:
     parser.add_argument("--distractors", nargs="+", choices=DISTRACTORS, default=["random"])
     parser.add_argument("--documents", nargs="+", type=int, default=[10])
     parser.add_argument("--strategies", nargs="+", default=list(DEFAULT_STRATEGIES))
-    parser.add_argument("--rates", nargs="+", type=float, default=list(RATES))
+    parser.add_argument("--rates", nargs="+", type=_rate, default=list(RATES), help="numbers or 'auto'")
+    parser.add_argument(
+        "--order",
+        choices=("original", "relevance", "edges"),
+        default="original",
+        help="order of kept passages",
+    )
     parser.add_argument("--cold", action="store_true", help="empty the embedding caches before every call")
     parser.add_argument("--json", help="also write the rows to this file")
     parser.add_argument(
@@ -405,7 +456,7 @@ def main() -> None:
         for distractors in args.distractors:
             prompts = examples(args.n, args.seed, documents, distractors, args.every_position)
             setting = {"distractors": distractors, "documents": documents}
-            rows += measure(prompts, args.strategies, args.rates, args.cold, setting)
+            rows += measure(prompts, args.strategies, args.rates, args.cold, setting, args.order)
     print(f"NQ-open (nq-multidoc), gold first / middle / last in turn, seed {args.seed}\n")
     print(tables(rows, args.seed))
     if args.json:

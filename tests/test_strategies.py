@@ -178,7 +178,15 @@ def test_bad_budgets_are_refused(budget: dict[str, float]) -> None:
 def test_clone_and_get_params() -> None:
     s = make_strategy("bm25", k1=1.5)
     c = s.clone(b=0.5)
-    assert c.get_params() == {"granularity": "sentence", "k1": 1.5, "b": 0.5}
+    assert c.get_params() == {
+        "order": "original",
+        "auto_threshold": 0.5,
+        "auto_min": 0.1,
+        "auto_max": 0.5,
+        "granularity": "sentence",
+        "k1": 1.5,
+        "b": 0.5,
+    }
     assert s.get_params()["b"] == 0.75
 
 

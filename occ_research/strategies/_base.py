@@ -13,6 +13,9 @@ measurement and checks the result, so that every strategy guarantees the same th
   system and developer messages;
 - with a budget, the result fits it, or ``budget_met`` is False and ``note`` says why;
 - the same input and seed give the same output.
+
+A ``RankingStrategy`` adds two things every ranker shares: ``order`` (where the kept passages go,
+``_order.py``) and ``rate="auto"`` (a budget set per prompt from where its scores fall off).
 """
 
 from __future__ import annotations
@@ -25,11 +28,12 @@ from typing import Any, ClassVar, Unpack
 
 from .._messages import Message, replace_texts
 from .._tokens import count_messages_tokens
+from ..exceptions import InvalidParameterError
 from ._layout import Layout, fit_after_render
-from ._params import Granularity, check_param
+from ._params import ORDERS, Granularity, Order, check_param, param
 from ._prepare import CompressOptions, Prepared, prepare
 from ._results import CompressionResult, trace_of
-from ._selection import Candidates, Choice, fit_by_score
+from ._selection import Candidates, Choice, fit_by_score, relevant_units
 from ._stable import compress_stable
 
 __all__ = ["CompressOptions", "Prepared", "RankingStrategy", "Strategy", "prepare"]
@@ -76,6 +80,10 @@ class Strategy:
         granularity: Granularity = getattr(self, "granularity", "sentence")
         return granularity
 
+    def _order(self) -> Order:
+        order: Order = getattr(self, "order", "original")
+        return order
+
     # -- the template method ---------------------------------------------------------------------------
     def compress(
         self, prompt: str | Sequence[Mapping[str, Any]], **options: Unpack[CompressOptions]
@@ -98,15 +106,18 @@ class Strategy:
             job.target,
             job.memo,
         )
-        layout = Layout(slots, job.plans, self._granularity(), job.model)
+        layout = Layout(slots, job.plans, self._granularity(), job.model, self._order())
         fixed = original - sum(u.tokens for u in layout.units) - layout.label_tokens
-        budget = None if target is None else max(0, target - fixed)
         candidates = Candidates(
-            layout.units, budget, job.question, job.model, job.seed, survey=layout.surroundings
+            layout.units, None, job.question, job.model, job.seed, survey=layout.surroundings
         )
+        if job.auto:
+            target = self._auto_target(candidates, layout, job)
+        budget = None if target is None else max(0, target - fixed)
+        candidates = dataclasses.replace(candidates, budget=budget)  # the same scratch space
         if target is None or not self.fits_budget:
             choice = self._choose(candidates)
-            out = replace_texts(messages, slots, layout.render(choice.kept, choice.blocks))
+            out = replace_texts(messages, slots, layout.render(choice.kept, choice.blocks, choice.scores))
             compressed = count_messages_tokens(out, job.model, memo)
         else:
             choice, out, compressed = self._choose_to_fit(candidates, layout, job, target)
@@ -156,7 +167,9 @@ class Strategy:
         allowed = candidates.budget or 0
         for _ in range(6):
             choice = self._choose(candidates)
-            out = replace_texts(job.messages, job.slots, layout.render(choice.kept, choice.blocks))
+            out = replace_texts(
+                job.messages, job.slots, layout.render(choice.kept, choice.blocks, choice.scores)
+            )
             compressed = count_messages_tokens(out, job.model, job.memo)
             if compressed <= target:
                 if best is None or compressed > best[2]:
@@ -180,18 +193,73 @@ class Strategy:
         """Say which units to keep. Subclasses implement this and nothing else of the pipeline."""
         raise NotImplementedError
 
+    def _auto_target(self, candidates: Candidates, layout: Layout, job: Prepared) -> int:
+        """The budget for ``rate="auto"``: only a strategy that ranks units by relevance can say where
+        relevance falls off, so the others refuse it rather than guess."""
+        raise InvalidParameterError(
+            f"rate='auto' needs a strategy that ranks units by relevance (bm25, tfidf, embed, hybrid, ...); "
+            f"{self.name} does not: give a number"
+        )
 
+
+@dataclass
 class RankingStrategy(Strategy):
-    """A strategy that scores units once (``_score``) and keeps the best that fit (``fit_by_score``)."""
+    """A strategy that scores units once (``_score``) and keeps the best that fit (``fit_by_score``).
+
+    ``order``: where the kept passages go (``_order.py``): "original" (as they were), "relevance" (most
+    relevant first) or "edges" (most relevant at the start and the end, the least in the middle); only
+    passages of the same message move, never across protected blocks or the question.
+
+    With ``rate="auto"`` the budget is set per prompt: the units that score at least ``auto_threshold`` of
+    the way from the prompt's lowest score to its highest are "relevant"; the budget is what the prompt
+    costs keeping just them (with what always stays: protected text, framing), kept between ``auto_min``
+    and ``auto_max`` of the prompt's tokens (the floor is met as closely as a fixed rate, the ceiling never
+    passed). One passage that stands out gives a small budget; relevance spread over many passages, or
+    scores that do not fall off at all (nothing matches the question), a large one. The three parameters
+    do nothing with a numeric rate or ``target_tokens``.
+    """
+
+    #: False for a ranker whose scores say nothing about relevance (random): it refuses ``rate="auto"``
+    ranks_relevance: ClassVar[bool] = True
+
+    order: str = param("original", choices=ORDERS)
+    auto_threshold: float = param(0.5, low=0.0, high=1.0)
+    auto_min: float = param(0.1, low=0.0, high=1.0)
+    auto_max: float = param(0.5, low=0.0, high=1.0)
+
+    def validate(self) -> None:
+        super().validate()
+        if self.auto_min > self.auto_max:
+            raise InvalidParameterError(
+                f"{self.name}.auto_min must be <= auto_max, got {self.auto_min!r} > {self.auto_max!r}"
+            )
 
     def _score(self, candidates: Candidates) -> Sequence[float]:
         """One score per unit, higher = more worth keeping, length-normalised (value per token)."""
         raise NotImplementedError
 
-    def _choose(self, candidates: Candidates) -> Choice:
+    def _scores(self, candidates: Candidates) -> Sequence[float]:
+        """``_score``, computed once per compression (the budget fit chooses several times)."""
         if "scores" not in candidates.scratch:
             candidates.scratch["scores"] = self._score(candidates)
-        return fit_by_score(candidates, candidates.scratch["scores"])
+        scores: Sequence[float] = candidates.scratch["scores"]
+        return scores
+
+    def _choose(self, candidates: Candidates) -> Choice:
+        return fit_by_score(candidates, self._scores(candidates))
+
+    def _auto_target(self, candidates: Candidates, layout: Layout, job: Prepared) -> int:
+        """What the prompt costs keeping exactly the units that stand out (``relevant_units``), measured
+        on the rendered prompt so that the fit that follows keeps all of them, between the floor and the
+        ceiling."""
+        if not self.ranks_relevance:
+            super()._auto_target(candidates, layout, job)
+        scores = self._scores(candidates)
+        kept = {u.index: u.text for u in relevant_units(candidates.units, scores, self.auto_threshold)}
+        out = replace_texts(job.messages, job.slots, layout.render(kept, None, scores))
+        needed = count_messages_tokens(out, job.model, job.memo)
+        floor, ceiling = int(self.auto_min * job.original_tokens), int(self.auto_max * job.original_tokens)
+        return min(ceiling, max(floor, needed))
 
 
 def runs_model(strategy: Strategy) -> bool:

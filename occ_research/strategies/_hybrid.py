@@ -22,22 +22,11 @@ import numpy as np
 from .._static_embeddings import default_static_embedder
 from .._tokens import encoding_for_model
 from ._base import RankingStrategy
+from ._order import HEADER
 from ._params import param
 from ._rankers import terms
 from ._registry import register_strategy
 from ._selection import Allowance, Candidates, Choice, Unit, fill_with_head
-
-#: the header that opens a passage: a numbered document or source, a bracketed number, a Markdown
-#: heading or a title field (group 1 is the header itself, what a kept sentence of the passage brings along)
-HEADER = re.compile(
-    r"^\s*((?:(?:document|doc|passage|source|chunk|context|result)\s*\[?#?\d+\]?:?"
-    r"(?:\s*\((?:title|source):[^)\n]{0,200}\))?"
-    r"|\[\d+\](?:\s*\((?:title|source):[^)\n]{0,200}\))?"
-    r"|#{1,6}\s[^\n]{1,200}$"
-    r"|title:\s[^\n]{1,200}$))",
-    re.IGNORECASE,
-)
-
 
 EMBEDDINGS = ("static", "minilm")
 LABEL = re.compile(r"(?m)^\s*(?:question|answer|query|q|a)\s*:", re.IGNORECASE)
@@ -155,9 +144,7 @@ class HybridStrategy(RankingStrategy):
         return static.embed_sums(texts), (static.embed_sums([question])[0] if question else None)
 
     def _choose(self, candidates: Candidates) -> Choice:
-        if "scores" not in candidates.scratch:
-            candidates.scratch["scores"] = self._score(candidates)
-        scores: list[float] = candidates.scratch["scores"]
+        scores = self._scores(candidates)
         units = candidates.units
         if candidates.budget is None:
             return Choice({u.index: u.text for u in units}, scores)

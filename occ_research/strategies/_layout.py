@@ -2,7 +2,8 @@
 
 ``Layout`` splits every compressible slot into atoms (``occ_research._text``), groups sentences into units at
 the strategy's granularity (speaker labels charged once per line), counts them, and renders a choice back
-into the slots' texts with their original whitespace; protected atoms always come back as they were.
+into the slots' texts with their original whitespace; protected atoms always come back as they were. With an
+``order`` other than "original", the kept passages of each text are rearranged by relevance (``_order.py``).
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from collections.abc import Callable, Mapping, Sequence
 from .._messages import Message, Slot, default_question, find_question, replace_texts
 from .._text import Segmented, join_atoms, protected_blocks, split_text
 from .._tokens import count_messages_tokens, count_text_tokens
-from ._params import Granularity
+from ._order import reorder
+from ._params import Granularity, Order
 from ._policy import OMITTED, SlotPlan
 from ._selection import Block, Choice, Surroundings, Unit
 
@@ -50,10 +52,12 @@ class Layout:
         plans: Sequence[SlotPlan],
         granularity: Granularity,
         model: str,
+        order: Order = "original",
     ) -> None:
         self.slots = slots
         self.plans = plans
         self.granularity = granularity
+        self.order = order
         self.segmented: list[Segmented | None] = []
         self.members: list[tuple[int, tuple[int, ...]]] = []  # per unit: slot index, atom indices
         texts: list[str] = []
@@ -131,10 +135,16 @@ class Layout:
         placed.sort(key=lambda p: p[0])
         return Surroundings(tuple(u for _, u in placed), tuple(blocks))
 
-    def render(self, kept: Mapping[int, str], blocks: Mapping[int, str] | None = None) -> list[str]:
+    def render(
+        self,
+        kept: Mapping[int, str],
+        blocks: Mapping[int, str] | None = None,
+        scores: Sequence[float] | None = None,
+    ) -> list[str]:
         """The slots' texts with the ``kept`` units (index -> text to emit), and the protected blocks as
         they were, but for ``blocks`` (index -> marker), honoured only for a free block that repeats an
-        earlier block exactly (nothing is lost). A slot that had text never comes back empty."""
+        earlier block exactly (nothing is lost). A slot that had text never comes back empty. With
+        ``scores`` (per unit) and an ``order`` other than "original", the kept passages are rearranged."""
         pieces: list[list[str | None]] = [
             [t if kind == "protected" else None for t, kind in zip(seg.texts, seg.kinds, strict=True)]
             if seg
@@ -162,8 +172,9 @@ class Layout:
                         pieces[k][i] = texts_k[i]
                 elif emitted:
                     pieces[k][atom_ids[0]] = emitted
+        ranks = self._ranks(kept, scores) if self.order != "original" and scores is not None else None
         texts = []
-        for slot, seg, slot_pieces in zip(self.slots, self.segmented, pieces, strict=True):
+        for k, (slot, seg, slot_pieces) in enumerate(zip(self.slots, self.segmented, pieces, strict=True)):
             if seg is None:
                 texts.append(slot.text)
                 continue
@@ -175,11 +186,21 @@ class Layout:
             for i, (kind, line) in enumerate(zip(seg.kinds, seg.lines, strict=True)):
                 if kind == "label" and slot_pieces[i] is None and line in lines_kept:
                     slot_pieces[i] = seg.texts[i]
+            if ranks is not None and k in ranks:
+                seg, slot_pieces = reorder(seg, slot_pieces, ranks[k], self.order)
             text = join_atoms(seg, slot_pieces)
             if not text.strip() and slot.text.strip():  # never an empty message: a marker, if cheaper
                 text = OMITTED if len(OMITTED) < len(slot.text.strip()) else slot.text
             texts.append(text)
         return texts
+
+    def _ranks(self, kept: Mapping[int, str], scores: Sequence[float]) -> dict[int, dict[int, float]]:
+        """Per slot, the score of every atom of a kept unit (atom index -> its unit's score)."""
+        ranks: dict[int, dict[int, float]] = {}
+        for unit, (k, atom_ids) in zip(self.units, self.members, strict=True):
+            if unit.index in kept and unit.index < len(scores):
+                ranks.setdefault(k, {}).update(dict.fromkeys(atom_ids, float(scores[unit.index])))
+        return ranks
 
 
 def _unit_key(seg: Segmented, granularity: Granularity) -> Callable[[int], int]:
@@ -212,7 +233,7 @@ def fit_after_render(
         return (scores[i], -i) if scores is not None else (0.0, -i)
 
     while True:
-        out = replace_texts(messages, slots, layout.render(kept, choice.blocks))
+        out = replace_texts(messages, slots, layout.render(kept, choice.blocks, scores))
         compressed = count_messages_tokens(out, model, memo)
         if compressed <= target or not kept:
             return Choice(kept, scores, choice.note, choice.blocks), out, compressed

@@ -12,6 +12,12 @@ from ..exceptions import InvalidParameterError
 
 Granularity = Literal["sentence", "paragraph", "passage"]
 GRANULARITIES: tuple[Granularity, ...] = ("sentence", "paragraph", "passage")
+#: where a ranking strategy puts the passages it keeps (``_order.py``)
+Order = Literal["original", "relevance", "edges"]
+ORDERS: tuple[Order, ...] = ("original", "relevance", "edges")
+#: the budget that a ranking strategy sets per prompt, from where relevance falls off
+AUTO: Literal["auto"] = "auto"
+Rate = float | Literal["auto"]
 
 
 def param(
@@ -44,13 +50,17 @@ def check_param(strategy: str, f: dataclasses.Field[Any], value: Any) -> None:
         raise InvalidParameterError(f"{where} must be <= {meta['high']}, got {value!r}")
 
 
-def check_budget(rate: float | None, target_tokens: int | None) -> None:
+def check_budget(rate: Rate | None, target_tokens: int | None) -> None:
+    """A budget is a kept fraction (``rate``), ``"auto"`` (the strategy sets it per prompt) or a token
+    count, or none of them; never two."""
     if rate is not None and target_tokens is not None:
         raise InvalidParameterError("give either rate or target_tokens, not both")
-    if rate is not None and (
-        isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 < rate <= 1
+    if (
+        rate is not None
+        and rate != AUTO
+        and (isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 < rate <= 1)
     ):
-        raise InvalidParameterError(f"rate must be a number with 0 < rate <= 1, got {rate!r}")
+        raise InvalidParameterError(f"rate must be a number with 0 < rate <= 1 or 'auto', got {rate!r}")
     if target_tokens is not None and (
         isinstance(target_tokens, bool) or not isinstance(target_tokens, int) or target_tokens < 0
     ):

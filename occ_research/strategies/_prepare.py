@@ -14,7 +14,7 @@ from .._messages import Message, Slot, find_question, normalize_prompt, text_slo
 from .._tokens import DEFAULT_MODEL, count_messages_tokens
 from ..exceptions import InvalidParameterError
 from ._layout import QuestionSpan, resolve_question
-from ._params import check_budget
+from ._params import AUTO, Rate, check_budget
 from ._policy import (
     ChatPolicy,
     Mode,
@@ -35,7 +35,10 @@ class CompressOptions(TypedDict, total=False):
     ``Strategy.compress``, ``occ_research.compress`` and ``prepare`` (defaults in ``DEFAULT_OPTIONS``).
 
     ``rate``: the kept fraction of the prompt's tokens (0 < rate <= 1), or ``target_tokens``; neither means
-    the strategy removes only what it always removes (duplicates, for ``dedup``).
+    the strategy removes only what it always removes (duplicates, for ``dedup``). ``rate="auto"``: a ranking
+    strategy sets the budget per prompt, keeping what scores close to the best and stopping where relevance
+    falls off, between its ``auto_min`` and ``auto_max`` fractions (``RankingStrategy``); other strategies
+    refuse it, and so does ``cache_stable`` (which gives each message ``rate`` x its own tokens).
     ``question``: None takes the last paragraph of the last user turn (in a conversation, the final user
     turn's instructions; no question for plain text); "" means no question; any other text is used for
     scoring and protected where it occurs verbatim.
@@ -47,7 +50,7 @@ class CompressOptions(TypedDict, total=False):
     (``_stable.py``); ``cache``: a ``MessageCache`` that remembers compressed messages across calls.
     """
 
-    rate: float | None
+    rate: Rate | None
     target_tokens: int | None
     question: str | None
     model: str
@@ -101,13 +104,15 @@ class Prepared:
     compress_system: bool
     started: float
     memo: dict[str, int]  # text -> tokens, shared by the counts of one compression
-    rate: float | None
+    rate: float | None  # None with ``auto``: no fixed fraction
     policy: ChatPolicy
     chat: bool  # the conversation rules apply
     cache_stable: bool
     modes: tuple[Mode, ...]  # per message (``_policy.message_modes``)
     plans: tuple[SlotPlan, ...]  # per slot
     questions: tuple[str, ...]  # per message: its exchange's question (cache-stable mode; else empty)
+    #: ``rate="auto"``: the strategy turns its scores into the budget (``target`` is None until then)
+    auto: bool = False
 
 
 def prepare(prompt: str | Sequence[Mapping[str, Any]], options: CompressOptions) -> Prepared:
@@ -118,10 +123,16 @@ def prepare(prompt: str | Sequence[Mapping[str, Any]], options: CompressOptions)
     model, seed, compress_system = opts["model"], opts["seed"], opts["compress_system"]
     chat, cache_stable = opts["chat"], opts["cache_stable"]
     check_budget(rate, target_tokens)
+    auto = rate == AUTO
     policy = chat if chat is not None else ChatPolicy()
     if not isinstance(policy, ChatPolicy):
         raise InvalidParameterError(f"chat must be a ChatPolicy, got {type(policy).__name__}")
     policy.validate()
+    if cache_stable and auto:
+        raise InvalidParameterError(
+            "cache_stable takes a numeric rate (each message keeps that share of its own tokens); "
+            "rate='auto' is not supported in cache-stable mode"
+        )
     if cache_stable and target_tokens is not None:
         raise InvalidParameterError(
             "cache_stable takes a rate (applied to each message), not target_tokens: a budget for the "
@@ -131,7 +142,8 @@ def prepare(prompt: str | Sequence[Mapping[str, Any]], options: CompressOptions)
     slots = text_slots(messages)
     memo: dict[str, int] = {}
     original = count_messages_tokens(messages, model, memo)
-    target = target_tokens if rate is None else int(rate * original)
+    fraction = rate if isinstance(rate, int | float) else None
+    target = target_tokens if fraction is None else int(fraction * original)
     if isinstance(prompt, str):
         is_chat = False
     elif policy.conversation is not None:
@@ -160,13 +172,14 @@ def prepare(prompt: str | Sequence[Mapping[str, Any]], options: CompressOptions)
         compress_system,
         started,
         memo,
-        rate,
+        fraction,
         policy,
         is_chat,
         cache_stable,
         modes,
         slot_plans(slots, modes, located, policy),
         questions,
+        auto,
     )
 
 

@@ -1,6 +1,7 @@
 """The toolkit for strategy authors: what ``_choose`` sees (``Candidates``: the units and their budget),
 what it returns (``Choice``), and helpers to fill a budget (``fit_by_score``, ``Allowance``,
-``trim_to_tokens``) or to narrow long text before a model reads it (``coarse_cut``).
+``trim_to_tokens``), to size one from the scores (``relevant_units``, for ``rate="auto"``) or to narrow
+long text before a model reads it (``coarse_cut``).
 """
 
 from __future__ import annotations
@@ -105,6 +106,22 @@ def fit_by_score(candidates: Candidates, scores: Sequence[float]) -> Choice:
             kept[unit.index] = unit.text
     fill_with_head(order, kept, allowance, candidates.model)
     return Choice(kept, scores)
+
+
+def relevant_units(units: Sequence[Unit], scores: Sequence[float], threshold: float) -> list[Unit]:
+    """The units that stand out: those scoring at least ``threshold`` of the way from the lowest score to
+    the highest. This is where ``rate="auto"`` stops: keep in score order until relevance falls below that
+    line. Scores are taken relative to the prompt's own range, so the rule reads the same for BM25
+    (unbounded), cosines and fused scores. When every unit scores the same, nothing stands out and all of
+    them count (the ceiling then decides); a score of -inf never counts.
+    """
+    finite = [(u, scores[u.index]) for u in units if math.isfinite(scores[u.index])]
+    if not finite:
+        return []
+    low = min(score for _, score in finite)
+    high = max(score for _, score in finite)
+    line = low + threshold * (high - low)
+    return [u for u, score in finite if high <= low or score >= line]
 
 
 def fill_with_head(order: Sequence[Unit], kept: dict[int, str], allowance: Allowance, model: str) -> None:
