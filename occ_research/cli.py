@@ -96,17 +96,28 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+    from datetime import UTC, datetime
+
     from tqdm import tqdm
 
-    from .evals import evaluate, find_suite, load_suite
+    from ._paths import writable_folder
+    from .evals import find_suite, load_suite, run_suite, write_report
 
     suite = load_suite(find_suite(args.suite))
-    run = evaluate(
-        args.suite,
-        args.output,
+    if args.executor:
+        suite = replace(suite, executor=args.executor)
+    # evaluate() takes a suite by name and so cannot take --executor: the same steps, with the loaded suite
+    output = args.output or writable_folder("evals") / "runs" / (
+        f"{suite.name}-{datetime.now(UTC).strftime('%Y%m%d-%H%M%S')}"
+    )
+    run = run_suite(
+        suite,
+        output,
         limit=args.limit,
         progress=lambda it, n: tqdm(it, total=n, desc=suite.name, unit="example"),
     )
+    write_report(run)
     print(f"report: {run / 'report.md'}")
     if args.limit is not None:
         print("winner: not elected from a --limit run (a smoke run); winner.toml unchanged")
@@ -211,6 +222,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--output", help="run folder (default: evals/runs/SUITE-TIME); an existing one is resumed")
     p.add_argument("--no-winner", action="store_true", help="do not write strategies/winner.toml")
+    p.add_argument(
+        "--executor",
+        choices=["local", "ray"],
+        help="where the work runs (default: the suite's): local threads, or Ray tasks and actors on the "
+        "cluster RAY_ADDRESS names (else a local Ray instance); needs the [ray] extra",
+    )
     p.set_defaults(handler=_cmd_eval)
 
     p = commands.add_parser("report", help="write the report of a run folder")

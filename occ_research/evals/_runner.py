@@ -7,6 +7,8 @@ A suite is a TOML file (see ``evals/quick.toml``)::
     budgets = [0.5, 0.25]                      # rates: kept fraction of the prompt's tokens
     reader = "local"                           # an LLM spec for occ_research.llm.make_llm
     likelihood = "local"                       # the model of the likelihood signal ("" for none)
+    executor = "local"                         # or "ray": tasks and actors on a Ray cluster (see below)
+    workers = 2                                # threads (local) or reader / likelihood actors (ray)
     strategies = ["bm25", "dedup+bm25", { strategy = "tfidf", granularity = "passage", label = "tfidf-p" }]
 
     [[datasets]]
@@ -18,6 +20,14 @@ A suite is a TOML file (see ``evals/quick.toml``)::
 
 Each example yields one ``Row`` per strategy x budget, appended to ``rows.jsonl`` as it is produced, so an
 interrupted run resumes where it stopped; the reader's calls go through the on-disk LLM cache.
+
+The work of one example is three plain functions, so that it runs the same wherever it runs:
+``compress_cell`` (one strategy x budget), ``measure`` (the reader and the likelihood model on the original
+and compressed prompts, a ``ModelJob`` in, ``Measures`` out) and ``rows_of``. ``executor = "local"`` (the
+default) runs ``evaluate_item``, the three in a row, on ``workers`` threads; ``executor = "ray"`` (or
+``occ eval --executor ray``) runs the compressions as Ray tasks and ``measure`` on ``workers`` Ray actors
+that each load the reader and the likelihood model once (see ``_ray_executor``). Both write the same rows
+in the same order: seeds travel with the work, and rows are written in suite order.
 """
 
 from __future__ import annotations
@@ -29,19 +39,21 @@ import subprocess
 import time
 import tomllib
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Generator, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
+from functools import partial
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from .._messages import text_slots
+from .._messages import Message, text_slots
 from .._presets import load_preset
 from ..exceptions import SuiteError
 from ..llm import LLM, make_llm
-from ..strategies import STRATEGIES, Strategy, strategy_from_config
+from ..strategies import STRATEGIES, CompressionResult, Strategy, strategy_from_config
 from ._datasets import DATASETS, DatasetSpec, Example
 from ._likelihood import AnswerScorer
 from ._metrics import METRICS, Metric, contains_answer, normalize_answer
@@ -50,6 +62,8 @@ from ._stats import sample_size_for
 BASELINES = ("identity", "truncate", "random")
 #: options of a suite's dataset entry that the runner reads (the others go to the loader)
 RUNNER_OPTIONS = ("name", "n_read", "n_likelihood", "metric")
+#: where the work runs: threads in this process, or Ray tasks and actors (``_ray_executor``, the [ray] extra)
+EXECUTORS = ("local", "ray")
 
 
 @dataclass(frozen=True)
@@ -79,6 +93,7 @@ class Row:
     ll_original: float | None = None  # log-likelihood of the gold answer after the original prompt
     ll_compressed: float | None = None  # ... after the compressed prompt
     ll_none: float | None = None  # ... after the question alone
+    gold_position: int | None = None  # 0-based document holding the gold passage (multi-document QA)
 
     @classmethod
     def columns(cls) -> list[str]:
@@ -95,7 +110,8 @@ class Suite:
     reader_base_url: str = ""
     seed: int = 0
     model: str = "gpt-4o"  # whose tokenizer counts the savings
-    workers: int = 4
+    workers: int = 4  # threads (local) or reader / likelihood actors (ray)
+    executor: str = "local"  # one of EXECUTORS
     min_fidelity: float = 0.95  # the lower bound the winner's likelihood help retained must reach
     max_loss: float = 0.05  # the largest drop in reader score the winner may show (non-inferiority margin)
     min_retention: float = 0.9  # share of prompts that keep a gold answer (QA and lookups)
@@ -121,6 +137,9 @@ def load_suite(path: str | Path) -> Suite:
         strategy_from_config(spec).validate()  # fail before any work is done
         spec["label"] = label
     budgets = [float(b) for b in config.get("budgets", [0.5])]
+    executor = str(config.get("executor", "local"))
+    if executor not in EXECUTORS:
+        raise SuiteError(f"suite {path}: executor must be one of {', '.join(EXECUTORS)}, got {executor!r}")
     if not budgets or any(not 0 < b <= 1 for b in budgets):
         raise SuiteError(f"suite {path}: budgets must be rates in (0, 1], got {budgets}")
     return Suite(
@@ -133,6 +152,7 @@ def load_suite(path: str | Path) -> Suite:
         seed=int(config.get("seed", 0)),
         model=str(config.get("model", "gpt-4o")),
         workers=int(config.get("workers", 4)),
+        executor=executor,
         min_fidelity=float(config.get("min_fidelity", 0.95)),
         max_loss=float(config.get("max_loss", 0.05)),
         min_retention=float(config.get("min_retention", 0.9)),
@@ -159,8 +179,8 @@ def _text(messages: Iterable[dict[str, Any]]) -> str:
     return "\n".join(slot.text for slot in text_slots(list(messages)))
 
 
-def _answer(reader: LLM, messages: list[dict[str, Any]], spec: DatasetSpec, seed: int) -> str:
-    return reader.chat(messages, max_tokens=spec.max_tokens, temperature=0.0, seed=seed).text
+def _answer(reader: LLM, messages: list[Message], max_tokens: int, seed: int) -> str:
+    return reader.chat(messages, max_tokens=max_tokens, temperature=0.0, seed=seed).text
 
 
 @dataclass(frozen=True)
@@ -217,6 +237,193 @@ def sample_size_for_inverse(n: int, sd: float = 0.5) -> float:
     return (Z_ALPHA + Z_POWER) * sd / math.sqrt(n)
 
 
+@dataclass(frozen=True)
+class WorkItem:
+    """One example and what is left to do on it: the (strategy spec, budget) cells not yet in ``rows.jsonl``,
+    and whether the reader and the likelihood model run on it. The runner decides this once, in the driver,
+    so that every executor does the same work and writes the same rows."""
+
+    plan: _Plan
+    example: Example
+    cells: tuple[tuple[dict[str, Any], float], ...]
+    read: bool
+    scored: bool
+
+
+@dataclass(frozen=True)
+class ModelJob:
+    """The model work of one example, as plain data (messages and numbers) so that it travels to a Ray actor.
+
+    ``compressed`` holds one prompt per cell, None for the identity, whose answer and likelihood are the
+    original's (one call fewer, and the same value by construction)."""
+
+    messages: list[Message]
+    question: str
+    gold: str
+    max_tokens: int
+    seed: int
+    read: bool
+    scored: bool
+    compressed: tuple[list[Message] | None, ...]
+
+
+@dataclass(frozen=True)
+class Measures:
+    """What the reader and the likelihood model said about one example; per-cell tuples in cell order."""
+
+    answer_original: str | None = None
+    ll_original: float | None = None
+    ll_none: float | None = None
+    answers: tuple[str | None, ...] = ()
+    ll_compressed: tuple[float | None, ...] = ()
+
+
+def compress_cell(
+    spec: dict[str, Any], budget: float, messages: list[Message], question: str, model: str, seed: int
+) -> CompressionResult:
+    """One example x strategy x budget: a module-level function, so the Ray executor runs it as a task and
+    the local executor calls it directly; the seed travels with it, so the result does not depend on where."""
+    return _strategy(spec).compress(messages, rate=budget, question=question, model=model, seed=seed)
+
+
+def model_job(item: WorkItem, results: Sequence[CompressionResult], seed: int) -> ModelJob | None:
+    """The model work ``item`` needs once its cells are compressed; None when it needs none."""
+    if not (item.read or item.scored):
+        return None
+    example = item.example
+    return ModelJob(
+        messages=example.messages,
+        question=example.question,
+        gold=example.answers[0] if example.answers else "",
+        max_tokens=item.plan.spec.max_tokens,
+        seed=seed,
+        read=item.read,
+        scored=item.scored,
+        compressed=tuple(
+            None if spec["strategy"] == "identity" else result.messages
+            for (spec, _), result in zip(item.cells, results, strict=True)
+        ),
+    )
+
+
+def measure(job: ModelJob, reader: LLM | None, scorer: AnswerScorer | None) -> Measures:
+    """Read and score one example's original and compressed prompts, in a fixed order: the question alone
+    and the original are scored before the compressed prompts, so that a truncated prompt reuses the
+    original's cache on the scoring model whichever executor runs it."""
+    read = job.read and reader is not None
+    scored = job.scored and scorer is not None
+    original = _answer(reader, job.messages, job.max_tokens, job.seed) if read and reader else None
+    ll_original = ll_none = None
+    if scored and scorer is not None:
+        ll_none = scorer.loglikelihood([{"role": "user", "content": job.question}], job.gold)
+        ll_original = scorer.loglikelihood(job.messages, job.gold)
+    answers: list[str | None] = []
+    lls: list[float | None] = []
+    for messages in job.compressed:
+        answer = ll = None
+        if original is not None and reader is not None:
+            answer = original if messages is None else _answer(reader, messages, job.max_tokens, job.seed)
+        if scored and scorer is not None:
+            ll = ll_original if messages is None else scorer.loglikelihood(messages, job.gold)
+        answers.append(answer)
+        lls.append(ll)
+    return Measures(original, ll_original, ll_none, tuple(answers), tuple(lls))
+
+
+def rows_of(item: WorkItem, results: Sequence[CompressionResult], measures: Measures | None) -> list[Row]:
+    """The rows of one example, in cell order, from its compressions and (if any) its model measures."""
+    plan, example = item.plan, item.example
+    measures = measures or Measures()
+    original = measures.answer_original
+    rows = []
+    for k, ((spec, budget), result) in enumerate(zip(item.cells, results, strict=True)):
+        answer = measures.answers[k] if measures.answers else None
+        rows.append(
+            Row(
+                dataset=plan.name,
+                kind=example.kind,
+                task=example.task,
+                example=example.id,
+                strategy=spec["label"],
+                budget=budget,
+                original_tokens=result.original_tokens,
+                compressed_tokens=result.compressed_tokens,
+                rate=result.rate,
+                saved_tokens=result.saved_tokens,
+                budget_met=result.budget_met,
+                compress_seconds=result.seconds,
+                answer_kept=contains_answer(_text(result.messages), example.answers)
+                if plan.spec.retention
+                else None,
+                metric=plan.metric.name,
+                score_original=None if original is None else plan.metric.score(original, example.answers),
+                score_compressed=None if answer is None else plan.metric.score(answer, example.answers),
+                agreement=None
+                if answer is None or original is None
+                else normalize_answer(answer) == normalize_answer(original),
+                answer_original=original,
+                answer_compressed=answer,
+                ll_original=measures.ll_original,
+                ll_compressed=measures.ll_compressed[k] if measures.ll_compressed else None,
+                ll_none=measures.ll_none,
+                gold_position=example.gold_position,
+            )
+        )
+    return rows
+
+
+def evaluate_item(
+    item: WorkItem, *, model: str, seed: int, reader: LLM | None, scorer: AnswerScorer | None
+) -> list[Row]:
+    """All of one example's rows in this process: what the local executor runs per item (the Ray executor
+    runs the same three steps, compression as tasks and ``measure`` on actors)."""
+    example = item.example
+    results = [
+        compress_cell(spec, budget, example.messages, example.question, model, seed)
+        for spec, budget in item.cells
+    ]
+    job = model_job(item, results, seed)
+    return rows_of(item, results, None if job is None else measure(job, reader, scorer))
+
+
+def _work_items(
+    plans: Sequence[_Plan],
+    suite: Suite,
+    done: set[tuple[str, str, float]],
+    reader: LLM | None,
+    scorer: AnswerScorer | None,
+) -> list[WorkItem]:
+    """Every example that still has a cell to run, in suite order (the order of the rows)."""
+    items = []
+    for plan in plans:
+        for index, example in enumerate(plan.spec.load(**plan.options)):
+            cells = tuple(
+                (spec, budget)
+                for spec in suite.strategies
+                for budget in ([1.0] if spec["strategy"] == "identity" else suite.budgets)
+                if (example.id, spec["label"], budget) not in done
+            )
+            if not cells:
+                continue
+            read = reader is not None and (plan.n_read is None or index < plan.n_read)
+            scored = (
+                scorer is not None
+                and bool(example.answers)
+                and (plan.n_likelihood is None or index < plan.n_likelihood)
+            )
+            items.append(WorkItem(plan, example, cells, read, scored))
+    return items
+
+
+def _run_local(
+    suite: Suite, items: Sequence[WorkItem], reader: LLM | None, scorer: AnswerScorer | None
+) -> Generator[list[Row]]:
+    """The local executor: ``suite.workers`` threads in this process, rows in item order (``map`` keeps it)."""
+    work = partial(evaluate_item, model=suite.model, seed=suite.seed, reader=reader, scorer=scorer)
+    with ThreadPoolExecutor(max_workers=max(1, suite.workers)) as pool:
+        yield from pool.map(work, items)
+
+
 def run_suite(
     suite: Suite,
     output: str | Path,
@@ -225,11 +432,17 @@ def run_suite(
     reader: LLM | None = None,
     scorer: AnswerScorer | None = None,
     progress: Callable[[Iterable[Any], int], Iterable[Any]] | None = None,
+    executor: str | None = None,
 ) -> Path:
     """Run (or resume) ``suite`` into the folder ``output``; returns the folder. See the module docstring.
 
     ``reader`` and ``scorer`` replace the suite's reader and likelihood model (e.g. already loaded ones).
+    ``executor`` replaces the suite's: "local" (threads) or "ray" (see ``_ray_executor``); both write the
+    same rows in the same order.
     """
+    executor = executor or suite.executor
+    if executor not in EXECUTORS:
+        raise SuiteError(f"unknown executor {executor!r}: one of {', '.join(EXECUTORS)}")
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
     rows_path = out / "rows.jsonl"
@@ -243,88 +456,22 @@ def run_suite(
         warnings.warn(message, UserWarning, stacklevel=2)
     plans = _plans(suite, limit)
     reads = any(p.n_read is None or p.n_read > 0 for p in plans)
+    given_reader = reader
     reader = reader or (make_llm(suite.reader, base_url=suite.reader_base_url) if reads else None)
     if scorer is None and suite.likelihood and any(p.n_likelihood != 0 for p in plans):
         # one scoring model per worker, one thread each (see AnswerScorer)
         scorer = AnswerScorer(None if suite.likelihood == "local" else suite.likelihood, copies=suite.workers)
-    _write_manifest(suite, out, reader, scorer, limit)
-    items: list[tuple[_Plan, int, Example]] = []
-    for plan in plans:
-        examples = plan.spec.load(**plan.options)
-        items.extend((plan, k, e) for k, e in enumerate(examples))
+    _write_manifest(suite, out, reader, scorer, limit, executor)
+    items = _work_items(plans, suite, done, reader, scorer)
+    results: Generator[list[Row]]
+    if executor == "ray":
+        from ._ray_executor import run_on_ray
 
-    def evaluate(item: tuple[_Plan, int, Example]) -> list[Row]:
-        plan, index, example = item
-        todo = [
-            (spec, budget)
-            for spec in suite.strategies
-            for budget in ([1.0] if spec["strategy"] == "identity" else suite.budgets)
-            if (example.id, spec["label"], budget) not in done
-        ]
-        if not todo:
-            return []
-        read = reader is not None and (plan.n_read is None or index < plan.n_read)
-        scored = (
-            scorer is not None
-            and bool(example.answers)
-            and (plan.n_likelihood is None or index < plan.n_likelihood)
-        )
-        gold = example.answers[0] if example.answers else ""
-        original = _answer(reader, example.messages, plan.spec, suite.seed) if read and reader else None
-        ll_original = ll_none = None
-        if scored and scorer is not None:  # the original last, so that a truncated prompt reuses its cache
-            ll_none = scorer.loglikelihood([{"role": "user", "content": example.question}], gold)
-            ll_original = scorer.loglikelihood(example.messages, gold)
-        rows = []
-        for spec, budget in todo:
-            result = _strategy(spec).compress(
-                example.messages, rate=budget, question=example.question, model=suite.model, seed=suite.seed
-            )
-            identity = spec["strategy"] == "identity"
-            answer = None
-            if original is not None and reader is not None:
-                answer = original if identity else _answer(reader, result.messages, plan.spec, suite.seed)
-            ll_compressed = None
-            if scored and scorer is not None:
-                ll_compressed = ll_original if identity else scorer.loglikelihood(result.messages, gold)
-            rows.append(
-                Row(
-                    dataset=plan.name,
-                    kind=example.kind,
-                    task=example.task,
-                    example=example.id,
-                    strategy=spec["label"],
-                    budget=budget,
-                    original_tokens=result.original_tokens,
-                    compressed_tokens=result.compressed_tokens,
-                    rate=result.rate,
-                    saved_tokens=result.saved_tokens,
-                    budget_met=result.budget_met,
-                    compress_seconds=result.seconds,
-                    answer_kept=contains_answer(_text(result.messages), example.answers)
-                    if plan.spec.retention
-                    else None,
-                    metric=plan.metric.name,
-                    score_original=None if original is None else plan.metric.score(original, example.answers),
-                    score_compressed=None if answer is None else plan.metric.score(answer, example.answers),
-                    agreement=None
-                    if answer is None or original is None
-                    else normalize_answer(answer) == normalize_answer(original),
-                    answer_original=original,
-                    answer_compressed=answer,
-                    ll_original=ll_original,
-                    ll_compressed=ll_compressed,
-                    ll_none=ll_none,
-                )
-            )
-        return rows
-
-    iterator: Iterable[list[Row]]
-    with (
-        ThreadPoolExecutor(max_workers=max(1, suite.workers)) as pool,
-        rows_path.open("a", encoding="utf-8") as sink,
-    ):
-        iterator = pool.map(evaluate, items)
+        results = run_on_ray(suite, items, reader=reader, scorer=scorer, given_reader=given_reader)
+    else:
+        results = _run_local(suite, items, reader, scorer)
+    with closing(results), rows_path.open("a", encoding="utf-8") as sink:
+        iterator: Iterable[list[Row]] = results
         if progress is not None:
             iterator = progress(iterator, len(items))
         for rows in iterator:
@@ -364,7 +511,12 @@ def _git_commit() -> str:
 
 
 def _write_manifest(
-    suite: Suite, out: Path, reader: LLM | None, scorer: AnswerScorer | None, limit: int | None
+    suite: Suite,
+    out: Path,
+    reader: LLM | None,
+    scorer: AnswerScorer | None,
+    limit: int | None,
+    executor: str,
 ) -> None:
     packages = [
         "occ-research",
@@ -389,6 +541,8 @@ def _write_manifest(
         "budgets": suite.budgets,
         "seed": suite.seed,
         "limit": limit,
+        "executor": executor,
+        "workers": suite.workers,
         "reader": {
             "spec": suite.reader,
             "backend": reader.backend if reader else None,
