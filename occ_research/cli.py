@@ -96,28 +96,18 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from dataclasses import replace
-    from datetime import UTC, datetime
-
     from tqdm import tqdm
 
-    from ._paths import writable_folder
-    from .evals import find_suite, load_suite, run_suite, write_report
+    from .evals import evaluate, find_suite, load_suite
 
     suite = load_suite(find_suite(args.suite))
-    if args.executor:
-        suite = replace(suite, executor=args.executor)
-    # evaluate() takes a suite by name and so cannot take --executor: the same steps, with the loaded suite
-    output = args.output or writable_folder("evals") / "runs" / (
-        f"{suite.name}-{datetime.now(UTC).strftime('%Y%m%d-%H%M%S')}"
-    )
-    run = run_suite(
-        suite,
-        output,
+    run = evaluate(
+        args.suite,
+        args.output,
         limit=args.limit,
         progress=lambda it, n: tqdm(it, total=n, desc=suite.name, unit="example"),
+        executor=args.executor,
     )
-    write_report(run)
     print(f"report: {run / 'report.md'}")
     if args.limit is not None:
         print("winner: not elected from a --limit run (a smoke run); winner.toml unchanged")

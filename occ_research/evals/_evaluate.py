@@ -32,17 +32,20 @@ def evaluate(
     reader: LLM | None = None,
     scorer: AnswerScorer | None = None,
     progress: Callable[[Iterable[Any], int], Iterable[Any]] | None = None,
+    executor: str | None = None,
 ) -> Path:
     """Run (or resume) a suite, by name or path, and write its report; returns the run folder.
 
     ``output`` defaults to ``evals/runs/SUITE-TIME``; an existing folder is resumed. ``limit`` caps the
     examples per dataset (a smoke run). ``reader`` and ``scorer`` replace the suite's reader and likelihood
-    model (e.g. already loaded ones).
+    model (e.g. already loaded ones); ``executor`` the suite's executor ("local" or "ray").
     """
     loaded = load_suite(find_suite(suite))
     if output is None:
         stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
         output = writable_folder("evals") / "runs" / f"{loaded.name}-{stamp}"
-    run = run_suite(loaded, output, limit=limit, reader=reader, scorer=scorer, progress=progress)
+    run = run_suite(
+        loaded, output, limit=limit, reader=reader, scorer=scorer, progress=progress, executor=executor
+    )
     write_report(run)
     return run
