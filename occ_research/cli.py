@@ -175,6 +175,15 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _rate(text: str) -> float | str:
+    """``--rate``: a number, or ``auto``; anything else goes on as text, for the library to refuse it with
+    the same one-line message as a rate out of range."""
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="occ", description="Prompt compression toolkit.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -186,7 +195,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--strategy", default=DEFAULT_STRATEGY, help=f"strategy name (default {DEFAULT_STRATEGY})")
     p.add_argument("--preset", help="preset name or .toml path (overrides --strategy)")
     budget = p.add_mutually_exclusive_group()
-    budget.add_argument("--rate", type=float, help="fraction of the prompt's tokens to keep, 0 < rate <= 1")
+    budget.add_argument(
+        "--rate",
+        type=_rate,
+        help="fraction of the prompt's tokens to keep, 0 < rate <= 1, or 'auto' (rankers: a budget per "
+        "prompt from where relevance falls off)",
+    )
     budget.add_argument("--target-tokens", type=int, help="token budget for the whole prompt")
     p.add_argument(
         "--model", default=DEFAULT_MODEL, help=f"target model, for token counting (default {DEFAULT_MODEL})"

@@ -35,6 +35,14 @@ def test_compress_messages_from_stdin() -> None:
     assert data["stats"]["compressed_tokens"] <= data["stats"]["target_tokens"]
 
 
+def test_compress_with_an_adaptive_rate() -> None:
+    code, out, err = run(["compress", "--strategy", "bm25", "--rate", "auto"], json.dumps(MESSAGES))
+    assert code == 0, err
+    stats = json.loads(out)["stats"]
+    assert stats["target_tokens"] <= stats["original_tokens"] // 2  # the chosen budget: at most auto_max
+    assert stats["compressed_tokens"] < stats["original_tokens"]
+
+
 def test_compress_request_body_file_and_stats_only(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -69,6 +77,8 @@ def test_compress_plain_text_with_params(tmp_path: Path, capsys: pytest.CaptureF
         (["compress", "--preset", "bm25-q52"], "Some text.", "did you mean 'bm25-q25'"),
         (["compress", "--param", "granularty=sentence"], "Some text.", "did you mean 'granularity'"),
         (["compress", "no-such-file.json"], "", "cannot read no-such-file.json"),
+        (["compress", "--rate", "most"], "Some text.", "0 < rate <= 1 or 'auto'"),
+        (["compress", "--strategy", "dedup", "--rate", "auto"], "Some text.", "ranks units by relevance"),
     ],
 )
 def test_bad_input_exits_2_with_one_line(args: list[str], stdin: str, message: str) -> None:
