@@ -259,7 +259,7 @@ def needle_likelihood(examples: list[Example], args: argparse.Namespace) -> dict
     for example in examples:
         if len(scored) >= args.likelihood:
             break
-        if scorer.llm.count_prompt_tokens(example.messages) + 32 > args.n_ctx:
+        if not scorer.fits(example.messages, example.answers[0]):
             skipped += 1
             continue
         score(example, "none", [{"role": "user", "content": example.question}])

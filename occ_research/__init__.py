@@ -19,6 +19,7 @@ from ._presets import Preset, list_presets, load_preset
 from ._tokens import DEFAULT_MODEL, count_tokens, encoding_name_for_model
 from .exceptions import (
     ConfigurationError,
+    ContextLengthError,
     DatasetError,
     EmbeddingModelError,
     InvalidInputError,
@@ -93,6 +94,7 @@ __all__ = [
     "CompressOptions",
     "CompressionResult",
     "ConfigurationError",
+    "ContextLengthError",
     "DatasetError",
     "EmbeddingModelError",
     "InvalidInputError",

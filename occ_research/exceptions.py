@@ -2,6 +2,7 @@
 
     OCCError
     ├── InvalidInputError          bad messages or text (ValueError)
+    │   └── ContextLengthError     a prompt and answer longer than a local model's context
     ├── InvalidParameterError      bad strategy parameter or budget (ValueError)
     ├── UnknownNameError           unknown strategy, preset, dataset or metric (KeyError), with suggestions
     ├── ConfigurationError         a configuration file that cannot be read or does not make sense
@@ -35,6 +36,13 @@ class OCCError(Exception):
 
 class InvalidInputError(OCCError, ValueError):
     """The prompt (messages or text) does not have the shape the OpenAI chat API accepts."""
+
+
+class ContextLengthError(InvalidInputError):
+    """A prompt (with the answer to score after it) needs more tokens than a local model's context holds.
+
+    Raised instead of truncating: a likelihood after a shortened prompt is a number about another prompt.
+    """
 
 
 class InvalidParameterError(OCCError, ValueError):

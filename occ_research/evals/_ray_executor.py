@@ -63,13 +63,16 @@ class ScorerRecipe:
     path: Path
     n_ctx: int
     threads: int
+    n_threads_batch: int
 
     @classmethod
     def of(cls, scorer: AnswerScorer) -> ScorerRecipe:
-        return cls(scorer.llm.path, scorer.n_ctx, scorer.threads)
+        return cls(scorer.llm.path, scorer.n_ctx, scorer.threads, scorer.n_threads_batch)
 
     def build(self) -> AnswerScorer:
-        return AnswerScorer(self.path, n_ctx=self.n_ctx, threads=self.threads)
+        return AnswerScorer(
+            self.path, n_ctx=self.n_ctx, threads=self.threads, n_threads_batch=self.n_threads_batch
+        )
 
 
 class ModelWorker:

@@ -311,7 +311,7 @@ def measure(job: ModelJob, reader: LLM | None, scorer: AnswerScorer | None) -> M
     and the original are scored before the compressed prompts, so that a truncated prompt reuses the
     original's cache on the scoring model whichever executor runs it."""
     read = job.read and reader is not None
-    scored = job.scored and scorer is not None
+    scored = job.scored and scorer is not None and scorer.fits(job.messages, job.gold)
     original = _answer(reader, job.messages, job.max_tokens, job.seed) if read and reader else None
     ll_original = ll_none = None
     if scored and scorer is not None:
@@ -459,7 +459,7 @@ def run_suite(
     given_reader = reader
     reader = reader or (make_llm(suite.reader, base_url=suite.reader_base_url) if reads else None)
     if scorer is None and suite.likelihood and any(p.n_likelihood != 0 for p in plans):
-        # one scoring model per worker, one thread each (see AnswerScorer)
+        # one scoring model per worker, the cores shared among them (see AnswerScorer)
         scorer = AnswerScorer(None if suite.likelihood == "local" else suite.likelihood, copies=suite.workers)
     _write_manifest(suite, out, reader, scorer, limit, executor)
     items = _work_items(plans, suite, done, reader, scorer)

@@ -1,0 +1,83 @@
+"""The likelihood scorer's context and threads, on the embedded model: what fits its context is scored whole,
+what does not raises (and the runner skips it), and the thread counts asked for reach llama.cpp."""
+
+from __future__ import annotations
+
+import llama_cpp
+import pytest
+
+from occ_research.evals import AnswerScorer
+from occ_research.evals._runner import ModelJob, measure
+from occ_research.exceptions import ContextLengthError
+from occ_research.llm._local import _load
+
+PROMPT = [{"role": "user", "content": "The capital of France is Paris. What is the capital of France?"}]
+ANSWER = "Paris, the city of light"
+
+
+def scorer(n_ctx: int) -> AnswerScorer:
+    """One thread each: on a busy machine, llama.cpp's default of every core for batches is 30 times slower."""
+    return AnswerScorer(n_ctx=n_ctx, threads=1, n_threads_batch=1)
+
+
+@pytest.fixture(scope="module")
+def roomy() -> AnswerScorer:
+    return scorer(256)
+
+
+@pytest.fixture(scope="module")
+def needed(roomy: AnswerScorer) -> int:
+    return roomy.tokens_needed(PROMPT, ANSWER)
+
+
+def test_a_prompt_that_just_fits_is_scored_whole(roomy: AnswerScorer, needed: int) -> None:
+    """At exactly ``n_ctx`` tokens the score is the one a roomy context gives (it used to drop the prompt's
+    first tokens to keep a spare one)."""
+    exact = scorer(needed)
+    assert exact.fits(PROMPT, ANSWER)
+    assert exact.loglikelihood(PROMPT, ANSWER) == pytest.approx(roomy.loglikelihood(PROMPT, ANSWER), abs=1e-6)
+
+
+def test_a_prompt_one_token_too_long_raises(needed: int) -> None:
+    """One token short of room: an error, not the likelihood after a truncated prompt."""
+    short = scorer(needed - 1)
+    assert not short.fits(PROMPT, ANSWER)
+    with pytest.raises(ContextLengthError, match=f"needs {needed} context tokens"):
+        short.loglikelihood(PROMPT, ANSWER)
+
+
+def test_an_answer_longer_than_the_context_raises() -> None:
+    """An answer alone longer than the context used to slice the prompt from a positive index and overflow
+    llama.cpp's context."""
+    small = scorer(32)
+    answer = " ".join(["Paris"] * 40)
+    assert not small.fits(PROMPT, answer)
+    with pytest.raises(ContextLengthError):
+        small.loglikelihood(PROMPT, answer)
+
+
+def test_the_runner_skips_an_example_whose_original_does_not_fit(needed: int) -> None:
+    """``measure`` leaves such an example unscored (None, as for examples past ``n_likelihood``) instead of
+    failing the run; the same example is scored where it fits."""
+    shorter = [{"role": "user", "content": "Paris. What is the capital of France?"}]
+    job = ModelJob(PROMPT, "What is the capital of France?", ANSWER, 8, 0, False, True, (None, shorter))
+    skipped = measure(job, None, scorer(needed - 1))
+    assert (skipped.ll_original, skipped.ll_none, skipped.ll_compressed) == (None, None, (None, None))
+    scored = measure(job, None, scorer(needed))
+    assert scored.ll_original is not None and scored.ll_none is not None
+    assert scored.ll_compressed[0] == scored.ll_original and scored.ll_compressed[1] is not None
+
+
+def test_threads_reach_llama_cpp_and_default_to_local_llm_s() -> None:
+    """The thread counts asked for are the scoring context's (they used to be ignored); left out, they are
+    those of ``LocalLLM``'s model for one copy, and shared among copies."""
+    asked = AnswerScorer(n_ctx=64, threads=3, n_threads_batch=5)
+    used = asked._on_model(
+        lambda llama: (llama_cpp.llama_n_threads(llama.ctx), llama_cpp.llama_n_threads_batch(llama.ctx))
+    )
+    assert used == (3, 5)
+    default = AnswerScorer(n_ctx=64)
+    local = _load(default.llm.path, default.llm.n_ctx, logits_all=False)[0]
+    assert (default.threads, default.n_threads_batch) == (local.n_threads, local.n_threads_batch)
+    shared = AnswerScorer(n_ctx=64, copies=2)
+    assert shared.n_threads_batch == max(1, default.n_threads_batch // 2)
