@@ -11,7 +11,7 @@ import pytest
 from occ_research import ChatPolicy, InvalidParameterError, MessageCache, compress
 from occ_research.evals._datasets import _rows
 from occ_research.strategies import Pipeline, forms_conversation, make_strategy
-from occ_research.strategies._policy import OMITTED, instruction_spans
+from occ_research.strategies._policy import OMITTED, instruction_spans, instructions_of
 
 FILLER = (
     "The committee reviewed the budget line by line and found several items that needed more detail. "
@@ -73,7 +73,9 @@ def test_the_issue_chat_keeps_user_turns_and_the_final_instruction(name: str) ->
     assert out[-1] == messages[-1]  # both paragraphs, not only the last
     assert out[-3:] == messages[-3:] and out[-5:] == messages[-5:]  # the last two exchanges verbatim
     assert result.compressed_tokens < result.original_tokens * 0.6
-    assert len(out[2]["content"]) < len(messages[2]["content"]) // 2  # old replies are what shrinks
+    old_replies = [k for k, m in enumerate(messages[:-5]) if m["role"] == "assistant"]
+    kept = sum(len(out[k]["content"]) for k in old_replies)
+    assert kept < sum(len(messages[k]["content"]) for k in old_replies) // 2  # old replies are what shrinks
 
 
 def test_keep_recent_counts_exchanges() -> None:
@@ -117,6 +119,36 @@ def test_a_single_turn_rag_prompt_compresses_as_before() -> None:
     default = compress(messages, "bm25", rate=0.25)
     assert default.messages == as_document.messages
     assert default.compressed_tokens <= default.original_tokens * 0.25
+
+
+@pytest.mark.parametrize("cache_stable", [False, True])
+def test_in_a_conversation_the_rate_applies_to_what_may_change(cache_stable: bool) -> None:
+    """Instructions that fill most of an old user turn are kept on top of the rate: the document pasted
+    between them keeps its share instead of paying for them (it used to lose every word at rate 0.5)."""
+    document = FILLER * 6
+    instructions_text = "\n\n".join(f"Step {k}: check the figures of section {k} twice." for k in range(24))
+    messages = [
+        {"role": "user", "content": f"{instructions_text}\n\n{document}\n\nThanks."},
+        {"role": "assistant", "content": "Noted. " + FILLER * 4},
+        {"role": "user", "content": "What rose in the second quarter?"},
+    ]
+    policy = ChatPolicy(keep_recent=0)
+    out = compress(messages, "bm25", rate=0.5, chat=policy, cache_stable=cache_stable).messages
+    first = out[0]["content"]
+    assert all(f"Step {k}:" in first for k in range(24))
+    kept = len(first) - len(instructions_text) - len("Thanks.")
+    assert 0.3 * len(document) < kept <= 0.6 * len(document)
+
+
+def test_short_numbered_passages_are_documents_not_instructions() -> None:
+    """A retrieved passage is text to compress however short it is; the question ranked against is what
+    follows the last passage, not the opening instruction."""
+    passages = "\n\n".join(f"Document [{i}](Title: Report {i}) " + FILLER[:120] for i in range(10))
+    text = f"Use only the documents below.\n\n{passages}\n\nQuestion: why were hardware purchases delayed?"
+    assert instructions(text) == ["Use only the documents below.", text.rsplit("\n\n", 1)[1]]
+    assert instructions_of(text) == "Question: why were hardware purchases delayed?"
+    result = compress([{"role": "user", "content": text}], "bm25", rate=0.5, cache_stable=True)
+    assert result.compressed_tokens < 0.6 * result.original_tokens
 
 
 @pytest.mark.parametrize("name", ["bm25", "dedup", "truncate", "pipeline"])

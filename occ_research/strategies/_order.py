@@ -28,14 +28,16 @@ from ._params import Order
 
 #: the header that opens a passage: a numbered document or source, a bracketed number, a Markdown
 #: heading or a title field (group 1 is the header itself, what a kept sentence of the passage brings along)
+_NUMBERED = r"(?:(?:document|doc|passage|source|chunk|context|result)\s*\[?#?\d+\]?:?|\[\d+\])"
 HEADER = re.compile(
-    r"^\s*((?:(?:document|doc|passage|source|chunk|context|result)\s*\[?#?\d+\]?:?"
-    r"(?:\s*\((?:title|source):[^)\n]{0,200}\))?"
-    r"|\[\d+\](?:\s*\((?:title|source):[^)\n]{0,200}\))?"
+    rf"^\s*((?:{_NUMBERED}(?:\s*\((?:title|source):[^)\n]{{0,200}}\))?"
     r"|#{1,6}\s[^\n]{1,200}$"
     r"|title:\s[^\n]{1,200}$))",
     re.IGNORECASE,
 )
+#: a numbered passage header ("Document [3]", "[3]"): retrieved text, however short (a Markdown heading or
+#: a title field may just as well open an instruction)
+NUMBERED_PASSAGE = re.compile(rf"^\s*{_NUMBERED}", re.IGNORECASE)
 
 
 def arrange(relevance: Sequence[float], order: Order) -> list[int]:

@@ -37,6 +37,7 @@ from typing import Any, Literal
 
 from .._messages import INSTRUCTION_ROLES, Message, Slot, find_question, last_paragraph_span
 from ..exceptions import InvalidParameterError
+from ._order import NUMBERED_PASSAGE
 
 #: a paragraph of at least this many words, not the closing one, reads as a document, not an instruction
 DOCUMENT_WORDS = 50
@@ -137,8 +138,10 @@ def message_modes(
     return tuple(modes)
 
 
-def instruction_spans(text: str) -> list[Span]:
-    """The paragraphs of a user turn that are instructions: opening, closing and short ones (trimmed)."""
+def _paragraphs(text: str) -> list[tuple[Span, bool]]:
+    """Each paragraph of a user turn (trimmed) and whether it is an instruction: the closing one and the
+    short ones, except a short retrieved passage (one that opens with a numbered header: ``Document [3]``,
+    ``[3]``)."""
     spans: list[Span] = []
     start = 0
     for match in [*_BLANK.finditer(text), None]:
@@ -150,15 +153,31 @@ def instruction_spans(text: str) -> list[Span]:
         if match:
             start = match.end()
     return [
-        span
+        (
+            span,
+            n == len(spans) - 1
+            or (
+                len(text[span[0] : span[1]].split()) < DOCUMENT_WORDS
+                and not NUMBERED_PASSAGE.match(text[span[0] : span[1]])
+            ),
+        )
         for n, span in enumerate(spans)
-        if n == len(spans) - 1 or len(text[span[0] : span[1]].split()) < DOCUMENT_WORDS
     ]
 
 
+def instruction_spans(text: str) -> list[Span]:
+    """The paragraphs of a user turn that are instructions, kept whole (see ``_paragraphs``)."""
+    return [span for span, instruction in _paragraphs(text) if instruction]
+
+
 def instructions_of(text: str) -> str:
-    """The instruction paragraphs of a user turn, joined: what its exchange is ranked against."""
-    return "\n\n".join(text[s:e] for s, e in instruction_spans(text))
+    """What a user turn's exchange is ranked against: its instructions after its last document (the
+    question follows the material it is about; an opening "use only the search results below" would only
+    blur the query), or all of them when the turn holds no document."""
+    paragraphs = _paragraphs(text)
+    documents = [n for n, (_, instruction) in enumerate(paragraphs) if not instruction]
+    after = paragraphs[documents[-1] + 1 :] if documents else paragraphs
+    return "\n\n".join(text[s:e] for (s, e), _ in after)
 
 
 def slot_plans(
@@ -177,7 +196,7 @@ def slot_plans(
         protected = list(instruction_spans(slot.text)) if mode == "user" else []
         if question is not None and question[0] == k:
             protected.append(question[1])
-        if mode == "user" and not _free_text(protected, slot.text):
+        if mode == "user" and not compressible_pieces(slot.text, SlotPlan(True, tuple(protected))):
             plans.append(FIXED)
             continue
         shorten = policy.json_array_items if slot.role == "tool" else 0
@@ -185,13 +204,17 @@ def slot_plans(
     return tuple(plans)
 
 
-def _free_text(spans: Sequence[Span], text: str) -> bool:
-    pos = 0
-    for start, end in sorted(spans):
-        if text[pos:start].strip():
-            return True
+def compressible_pieces(text: str, plan: SlotPlan) -> list[str]:
+    """The parts of a slot's text that its plan lets change (nothing for a fixed slot)."""
+    if not plan.free:
+        return []
+    pieces, pos = [], 0
+    for start, end in sorted(plan.protected):
+        if start > pos:
+            pieces.append(text[pos:start])
         pos = max(pos, end)
-    return bool(text[pos:].strip())
+    pieces.append(text[pos:])
+    return [p for p in pieces if p.strip()]
 
 
 def exchange_questions(

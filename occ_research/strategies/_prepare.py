@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypedDict, cast
 
 from .._messages import Message, Slot, find_question, normalize_prompt, text_slots
-from .._tokens import DEFAULT_MODEL, count_messages_tokens
+from .._tokens import DEFAULT_MODEL, count_messages_tokens, encoding_for_model
 from ..exceptions import InvalidParameterError
 from ._layout import QuestionSpan, resolve_question
 from ._params import AUTO, Rate, check_budget
@@ -20,6 +20,7 @@ from ._policy import (
     Mode,
     SlotPlan,
     chat_question,
+    compressible_pieces,
     exchange_questions,
     forms_conversation,
     message_modes,
@@ -34,11 +35,13 @@ class CompressOptions(TypedDict, total=False):
     """How to compress: the keyword options every strategy takes, declared here once and read by
     ``Strategy.compress``, ``occ_research.compress`` and ``prepare`` (defaults in ``DEFAULT_OPTIONS``).
 
-    ``rate``: the kept fraction of the prompt's tokens (0 < rate <= 1), or ``target_tokens``; neither means
-    the strategy removes only what it always removes (duplicates, for ``dedup``). ``rate="auto"``: a ranking
-    strategy sets the budget per prompt, keeping what scores close to the best and stopping where relevance
-    falls off, between its ``auto_min`` and ``auto_max`` fractions (``RankingStrategy``); other strategies
-    refuse it, and so does ``cache_stable`` (which gives each message ``rate`` x its own tokens).
+    ``rate``: the kept fraction of the prompt's tokens (0 < rate <= 1; in a conversation, of the tokens the
+    chat policy lets change, see ``compressible_tokens``), or ``target_tokens`` (a cap on the whole
+    prompt); neither means the strategy removes only what it always removes (duplicates, for ``dedup``).
+    ``rate="auto"``: a ranking strategy sets the budget per prompt, keeping what scores close to the best
+    and stopping where relevance falls off, between its ``auto_min`` and ``auto_max`` fractions
+    (``RankingStrategy``); other strategies refuse it, and so does ``cache_stable`` (which gives each
+    message ``rate`` of its own compressible tokens).
     ``question``: None takes the last paragraph of the last user turn (in a conversation, the final user
     turn's instructions; no question for plain text); "" means no question; any other text is used for
     scoring and protected where it occurs verbatim.
@@ -46,8 +49,8 @@ class CompressOptions(TypedDict, total=False):
     ``compress_system``: system and developer messages may change too (protected by default).
     ``chat``: how conversations are compressed (``ChatPolicy``; default: the chat policy wherever the
     messages form a conversation). ``cache_stable``: each message is compressed from the messages up to it
-    alone, at ``rate`` of its own tokens, so what was sent in an earlier turn is sent the same way again
-    (``_stable.py``); ``cache``: a ``MessageCache`` that remembers compressed messages across calls.
+    alone, at ``rate`` of its own compressible tokens, so what was sent in an earlier turn is sent the same
+    way again (``_stable.py``); ``cache``: a ``MessageCache`` that remembers compressed messages across calls.
     """
 
     rate: Rate | None
@@ -154,6 +157,9 @@ def prepare(prompt: str | Sequence[Mapping[str, Any]], options: CompressOptions)
     modes = message_modes(
         messages, policy, chat=is_chat, cache_stable=cache_stable, compress_system=compress_system
     )
+    plans = slot_plans(slots, modes, located, policy)
+    if is_chat and fraction is not None:  # the rate applies to what the chat policy lets change
+        target = original - compressible_tokens(slots, plans, model, memo, fraction)
     questions = (
         exchange_questions(messages, slots, question)
         if cache_stable and messages and not isinstance(prompt, str)
@@ -177,10 +183,35 @@ def prepare(prompt: str | Sequence[Mapping[str, Any]], options: CompressOptions)
         is_chat,
         cache_stable,
         modes,
-        slot_plans(slots, modes, located, policy),
+        plans,
         questions,
         auto,
     )
+
+
+def compressible_tokens(
+    slots: Sequence[Slot],
+    plans: Sequence[SlotPlan],
+    model: str,
+    memo: dict[str, int],
+    rate: float,
+    message: int | None = None,
+) -> int:
+    """The tokens that compressing at ``rate`` removes from the text the plans let change (of one message,
+    or of all): in a conversation the rate applies to that text, and what the chat policy protects (recent
+    turns, instructions, system messages) is kept on top of it, as LLMLingua's rate applies to the context
+    and not to the instruction and question. A budget for the whole prompt would instead make old turns
+    pay for the protected ones: at rate 0.5, a user turn whose instructions already fill half of it would
+    lose every word of the document pasted into it."""
+    encode = encoding_for_model(model).encode_ordinary
+    free = 0
+    for slot, plan in zip(slots, plans, strict=True):
+        if message is None or slot.message == message:
+            for piece in compressible_pieces(slot.text, plan):
+                if piece not in memo:
+                    memo[piece] = len(encode(piece))
+                free += memo[piece]
+    return free - int(rate * free)
 
 
 def restate(job: Prepared, messages: Sequence[Message], target: int | None) -> Prepared:

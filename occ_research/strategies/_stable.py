@@ -2,8 +2,8 @@
 
 Providers cache a prompt's prefix (OpenAI automatically, Anthropic at ``cache_control`` breakpoints), so a
 proxy that rewrites earlier turns differently every turn makes them miss. Here message i is compressed with
-messages 0..i as its whole world: its question is the user turn of its exchange, its budget its own share
-(``rate`` x its tokens: a budget for the whole prompt would change with every turn), and what a strategy
+messages 0..i as its whole world: its question is the user turn of its exchange, its budget ``rate`` of its
+own compressible tokens (a budget for the whole prompt would change with every turn), and what a strategy
 reads around it (dedup's originals) comes only from earlier messages, in their original text. A message is
 then either verbatim (recent or frozen, see ``_policy.py``) or in its one compressed form, byte-identical
 in every later turn. ``MessageCache`` remembers compressed messages, so a long history is compressed once.
@@ -26,7 +26,7 @@ from .._messages import Message
 from .._tokens import count_messages_tokens
 from ..exceptions import InvalidParameterError
 from ._policy import Mode, slot_plans
-from ._prepare import Prepared
+from ._prepare import Prepared, compressible_tokens
 from ._results import CompressionResult, TraceEntry
 
 
@@ -105,13 +105,14 @@ def compress_stable(
         mode = job.modes[i]
         if not any(job.plans[k].free for k, slot in enumerate(job.slots) if slot.message == i):
             continue
-        own = count_messages_tokens([message], job.model, job.memo) - count_messages_tokens([], job.model)
+        removed = 0
         if target is not None and job.rate is not None:
-            target -= own - int(job.rate * own)
+            removed = compressible_tokens(job.slots, job.plans, job.model, job.memo, job.rate, message=i)
+            target -= removed
         key = _digest(chain, mode, job.questions[i] if job.questions else job.question)
         done = cache.get(key) if cache is not None else None
         if done is None:
-            done = _compress_one(run, job, i, mode, own)
+            done = _compress_one(run, job, i, mode, removed)
             if cache is not None:
                 cache.put(key, done)
         out[i] = copy.deepcopy(done.message)
@@ -136,9 +137,10 @@ def compress_stable(
 
 
 def _compress_one(
-    run: Callable[[Prepared], CompressionResult], job: Prepared, i: int, mode: Mode, own: int
+    run: Callable[[Prepared], CompressionResult], job: Prepared, i: int, mode: Mode, removed: int
 ) -> _Compressed:
-    """Message ``i`` compressed as the only changeable message of the prompt ``messages[: i + 1]``."""
+    """Message ``i`` compressed as the only changeable message of the prompt ``messages[: i + 1]``, to
+    remove ``removed`` tokens."""
     prefix = job.messages[: i + 1]
     slots = [s for s in job.slots if s.message <= i]  # the same slot indices as in the whole prompt
     fixed: Mode = "fixed"
@@ -150,7 +152,7 @@ def _compress_one(
         messages=prefix,
         slots=slots,
         original_tokens=prefix_tokens,
-        target=None if job.rate is None else prefix_tokens - own + int(job.rate * own),
+        target=None if job.rate is None else prefix_tokens - removed,
         question=job.questions[i] if job.questions else job.question,
         located=located,
         modes=modes,
