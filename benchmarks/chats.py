@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import platform
 import time
 from datetime import date
@@ -49,7 +48,7 @@ from occ_research._tokens import count_messages_tokens
 from occ_research.evals import AnswerScorer, Example, contains_answer, load_examples
 from occ_research.evals._chat_sets import needle_in_instructions
 from occ_research.evals._datasets import _rows
-from occ_research.evals._stats import bootstrap_ratio_of_sums
+from occ_research.evals._stats import bootstrap_ratio_of_sums, wilson
 from occ_research.strategies._policy import instruction_spans
 
 MIN_CACHED = 1024
@@ -149,16 +148,6 @@ NEEDLE_MODES: dict[str, tuple[ChatPolicy, bool]] = {
     "chat+stable, keep_recent=2": (ChatPolicy(keep_recent=2), True),
     "chat+stable, keep_recent=0": (ChatPolicy(keep_recent=0), True),
 }
-
-
-def wilson(k: int, n: int, z: float = 1.959964) -> tuple[float, float]:
-    """Wilson score interval of a proportion k/n: sound near 0 and 1, where most retention figures sit."""
-    if n == 0:
-        return math.nan, math.nan
-    p = k / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def share(kept: list[bool]) -> str:

@@ -33,6 +33,16 @@ class Interval:
 NAN_INTERVAL = Interval(math.nan, math.nan, math.nan)
 
 
+def wilson(k: int, n: int, z: float = Z_ALPHA) -> tuple[float, float]:
+    """Wilson score interval of a proportion k/n: sound near 0 and 1, where most retention figures sit."""
+    if n == 0:
+        return math.nan, math.nan
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
 def bootstrap_mean(values: Sequence[float], *, samples: int = 2000, seed: int = 0) -> Interval:
     """Mean with a 95% percentile bootstrap interval."""
     v = np.asarray(values, dtype=float)
