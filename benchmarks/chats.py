@@ -219,10 +219,42 @@ def needle_main(args: argparse.Namespace) -> None:
         Path(args.json).write_text(json.dumps(report, indent=2), encoding="utf-8")
 
 
-def needle_likelihood(examples: list[Example], args: argparse.Namespace) -> dict[str, Any]:
+def next_main(args: argparse.Namespace) -> None:
+    """Help retained on the real next assistant reply (``sharegpt-next``) under each mode, on the first
+    ``args.next`` conversations that fit the scoring model's context."""
+    started = time.perf_counter()
+    examples = load_examples(
+        "sharegpt-next",
+        n=args.n,
+        min_messages=args.min_messages,
+        min_tokens=args.min_tokens,
+        model=args.model,
+    )
+    print(
+        f"{len(examples)} sharegpt-next conversations (>= {args.min_messages} messages and {args.min_tokens} "
+        f"tokens up to the last user turn); gold: the first 64 tokens of the real next reply; {args.strategy}, "
+        "no question given"
+    )
+    args.likelihood = args.next
+    report = {
+        "date": date.today().isoformat(),
+        "machine": f"{platform.processor() or platform.machine()}, {platform.python_version()}",
+        "strategy": args.strategy,
+        "likelihood": needle_likelihood(examples, args, kept_column=False),
+        "seconds": time.perf_counter() - started,
+    }
+    print(f"\n{report['date']}, {report['machine']}, {report['seconds']:.0f} s")
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2), encoding="utf-8")
+
+
+def needle_likelihood(
+    examples: list[Example], args: argparse.Namespace, kept_column: bool = True
+) -> dict[str, Any]:
     """Help retained on the first ``args.likelihood`` examples whose original prompt fits the scoring
-    model's context (a longer one would lose its beginning, the fact with it)."""
-    scorer = AnswerScorer(n_ctx=args.n_ctx)
+    model's context; ``kept_column``: also whether the gold answer is still in the compressed prompt (a
+    needle's value; not a next reply, which was never in the prompt)."""
+    scorer = AnswerScorer(n_ctx=args.n_ctx, threads=args.threads, n_threads_batch=args.threads)
     path = Path(args.records) if args.records else None
     records: dict[tuple[str, str], float] = {}
     if path is not None and path.exists():
@@ -268,7 +300,7 @@ def needle_likelihood(examples: list[Example], args: argparse.Namespace) -> dict
         f"\nhelp retained (SmolLM2-135M), first {len(scored)} conversations that fit {args.n_ctx} tokens "
         f"({skipped} longer ones skipped); the context helped in {len(helped)}:"
     )
-    print("| mode | rate | help retained [95% CI] | value kept |")
+    print(f"| mode | rate | help retained [95% CI] | {'value kept' if kept_column else 'saved mean'} |")
     print("|---|---:|---|---|")
     for mode, rate in variants:
         label = f"{mode} @ {rate:g}"
@@ -281,9 +313,22 @@ def needle_likelihood(examples: list[Example], args: argparse.Namespace) -> dict
             )
             for e in helped
         ]
-        out[label] = {"value": interval.value, "low": interval.low, "high": interval.high, "kept": sum(kept)}
+        saved = [
+            1
+            - count_messages_tokens(needle_compress(e, mode, rate, args), args.model)
+            / count_messages_tokens(e.messages, args.model)
+            for e in helped
+        ]
+        out[label] = {
+            "value": interval.value,
+            "low": interval.low,
+            "high": interval.high,
+            "kept": sum(kept) if kept_column else None,
+            "saved_mean": float(np.mean(saved)) if saved else None,
+        }
+        last = share(kept) if kept_column else f"{np.mean(saved):.1%}" if saved else "-"
         print(
-            f"| {mode} | {rate:g} | {interval.value:.2f} [{interval.low:.2f}, {interval.high:.2f}] | {share(kept)} |"
+            f"| {mode} | {rate:g} | {interval.value:.2f} [{interval.low:.2f}, {interval.high:.2f}] | {last} |"
         )
     return out
 
@@ -308,10 +353,15 @@ def main() -> None:
     parser.add_argument("--likelihood-modes", nargs="+", default=list(NEEDLE_MODES)[1:], choices=NEEDLE_MODES)
     parser.add_argument("--likelihood-rates", type=float, nargs="+", default=[0.25])
     parser.add_argument("--n-ctx", type=int, default=4096, help="--needle: the scoring model's context")
-    parser.add_argument("--records", default="", help="--needle: JSON Lines of scores (resumes)")
+    parser.add_argument("--records", default="", help="--needle, --next: JSON Lines of scores (resumes)")
+    parser.add_argument("--next", type=int, default=0, help="help retained on the real next reply, K chats")
+    parser.add_argument("--threads", type=int, default=1, help="the scoring model's llama.cpp threads")
     args = parser.parse_args()
     if args.needle:
         needle_main(args)
+        return
+    if args.next:
+        next_main(args)
         return
     chats = conversations(args.n, args.min_messages, args.min_tokens, args.model)
     started = time.perf_counter()

@@ -9,11 +9,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from occ_research import DatasetError, load_preset
+from occ_research import ChatPolicy, DatasetError, SuiteError, compress, load_preset
 from occ_research.evals import Row, load_examples, read_policy, select_winners, write_policy
 from occ_research.evals._metrics import METRICS, bootstrap_ratio, last_number, rouge, token_f1
 from occ_research.evals._report import pareto_front, summarize_run, upper_staircase, write_report
-from occ_research.evals._runner import load_rows, load_suite, run_suite
+from occ_research.evals._runner import compress_cell, load_rows, load_suite, run_suite
 from occ_research.llm import LLM
 
 
@@ -237,3 +237,32 @@ def test_small_reader_samples_make_a_weak_check(tmp_path: Path) -> None:
     winner = select_winners(run)["rag"]
     assert winner is not None and winner.reader_check.startswith("weak: n = 12 detects >= 0.")
     assert read_policy(write_policy({"rag": None}, tmp_path / "w.toml", run))["rag"] is None
+
+
+def test_a_strategy_entry_can_compress_the_way_the_server_does(tmp_path: Path) -> None:
+    """``options`` on a suite entry reach the library; bad ones fail when the suite is read."""
+    served = '{ strategy = "bm25", label = "bm25-served", options = { chat = { keep_recent = 0 }, cache_stable = true, question = "found" } }'
+    path = tmp_path / "suite.toml"
+    path.write_text(f'budgets = [0.5]\nstrategies = ["bm25", {served}]\n', encoding="utf-8")
+    suite = load_suite(path)
+    plain, server = (
+        next(s for s in suite.strategies if s["label"] == label) for label in ("bm25", "bm25-served")
+    )
+    example = load_examples("needle-chat", n=1)[0]
+    args = (0.5, example.messages, example.question, "gpt-4o", 0)
+    expected = compress(
+        example.messages, "bm25", rate=0.5, chat=ChatPolicy(keep_recent=0), cache_stable=True, model="gpt-4o"
+    )
+    assert compress_cell(server, *args).messages == expected.messages
+    assert compress_cell(plain, *args).messages != expected.messages
+    for bad in (
+        "{ cache = true }",
+        '{ question = "latest" }',
+        "{ chat = { keep_recnt = 0 } }",
+        '{ cache_stable = "yes" }',
+    ):
+        path.write_text(
+            f'strategies = [{{ strategy = "bm25", label = "b", options = {bad} }}]\n', encoding="utf-8"
+        )
+        with pytest.raises(SuiteError, match="options"):
+            load_suite(path)

@@ -10,6 +10,9 @@ A suite is a TOML file (see ``evals/quick.toml``)::
     executor = "local"                         # or "ray": tasks and actors on a Ray cluster (see below)
     workers = 2                                # threads (local) or reader / likelihood actors (ray)
     strategies = ["bm25", "dedup+bm25", { strategy = "tfidf", granularity = "passage", label = "tfidf-p" }]
+    # an entry's ``options`` compress its prompts another way, e.g. the way the server does:
+    #   { strategy = "bm25", label = "bm25-served", options = { chat = { keep_recent = 0 },
+    #     cache_stable = true, question = "found" } }
 
     [[datasets]]
     name = "nq-multidoc"
@@ -51,15 +54,24 @@ from typing import Any
 
 from .._messages import Message, text_slots
 from .._presets import load_preset
-from ..exceptions import SuiteError
+from ..exceptions import InvalidParameterError, SuiteError
 from ..llm import LLM, make_llm
-from ..strategies import STRATEGIES, CompressionResult, Strategy, strategy_from_config
+from ..strategies import (
+    STRATEGIES,
+    ChatPolicy,
+    CompressionResult,
+    CompressOptions,
+    Strategy,
+    strategy_from_config,
+)
 from ._datasets import DATASETS, DatasetSpec, Example
 from ._likelihood import AnswerScorer
 from ._metrics import METRICS, Metric, contains_answer, normalize_answer
 from ._stats import sample_size_for
 
 BASELINES = ("identity", "truncate", "random")
+#: what a strategy entry's ``options`` table may set (``entry_options``)
+ENTRY_OPTIONS = ("chat", "cache_stable", "question")
 #: options of a suite's dataset entry that the runner reads (the others go to the loader)
 RUNNER_OPTIONS = ("name", "n_read", "n_likelihood", "metric")
 #: where the work runs: threads in this process, or Ray tasks and actors (``_ray_executor``, the [ray] extra)
@@ -132,10 +144,10 @@ def load_suite(path: str | Path) -> Suite:
     specs = [{"strategy": b} for b in BASELINES if b not in names] + specs
     if len({s.get("label", s["strategy"]) for s in specs}) != len(specs):
         raise SuiteError(f"suite {path}: strategies need distinct labels (add label = ...)")
-    for spec in specs:
-        label = spec.pop("label", spec["strategy"])
-        strategy_from_config(spec).validate()  # fail before any work is done
-        spec["label"] = label
+    for spec in specs:  # fail before any work is done
+        spec.setdefault("label", spec["strategy"])
+        _strategy(spec).validate()
+        entry_options(spec, "")
     budgets = [float(b) for b in config.get("budgets", [0.5])]
     executor = str(config.get("executor", "local"))
     if executor not in EXECUTORS:
@@ -171,8 +183,37 @@ def _spec(entry: str | dict[str, Any]) -> dict[str, Any]:
     return {**load_preset(entry).strategy.config(), "label": entry}
 
 
+def strategy_config(spec: dict[str, Any]) -> dict[str, Any]:
+    """A suite entry's strategy config: the entry without its ``label`` and ``options``."""
+    return {k: v for k, v in spec.items() if k not in ("label", "options")}
+
+
 def _strategy(spec: dict[str, Any]) -> Strategy:
-    return strategy_from_config({k: v for k, v in spec.items() if k != "label"})
+    return strategy_from_config(strategy_config(spec))
+
+
+def entry_options(spec: dict[str, Any], question: str) -> CompressOptions:
+    """How a suite entry compresses an example: by default as a document with the example's question;
+    its ``options`` table may set ``chat`` (a ``ChatPolicy``'s fields), ``cache_stable`` and ``question``
+    ("given": the example's, the default; "found": none passed, the library finds it, as the server does).
+    An unknown or ill-typed option is a ``SuiteError``."""
+    given = spec.get("options", {})
+    if not isinstance(given, dict) or set(given) - set(ENTRY_OPTIONS):
+        raise SuiteError(f"strategy {spec.get('label')!r}: options may set only {', '.join(ENTRY_OPTIONS)}")
+    if given.get("question", "given") not in ("given", "found"):
+        raise SuiteError(f"strategy {spec.get('label')!r}: options.question must be 'given' or 'found'")
+    if not isinstance(given.get("cache_stable", False), bool):
+        raise SuiteError(f"strategy {spec.get('label')!r}: options.cache_stable must be true or false")
+    options: CompressOptions = {"question": None if given.get("question") == "found" else question}
+    if "chat" in given:
+        try:
+            policy = ChatPolicy(**given["chat"])
+            policy.validate()
+        except (TypeError, InvalidParameterError) as exc:
+            raise SuiteError(f"strategy {spec.get('label')!r}: options.chat: {exc}") from exc
+        options["chat"] = policy
+    options["cache_stable"] = given.get("cache_stable", False)
+    return options
 
 
 def _text(messages: Iterable[dict[str, Any]]) -> str:
@@ -283,7 +324,9 @@ def compress_cell(
 ) -> CompressionResult:
     """One example x strategy x budget: a module-level function, so the Ray executor runs it as a task and
     the local executor calls it directly; the seed travels with it, so the result does not depend on where."""
-    return _strategy(spec).compress(messages, rate=budget, question=question, model=model, seed=seed)
+    options = entry_options(spec, question)
+    options["rate"], options["model"], options["seed"] = budget, model, seed
+    return _strategy(spec).compress(messages, **options)
 
 
 def model_job(item: WorkItem, results: Sequence[CompressionResult], seed: int) -> ModelJob | None:
