@@ -15,6 +15,7 @@ with the helpers of ``_selection.py``. The contract test then covers it the day 
                    question, plan with the chat policy
     _policy.py     ChatPolicy: which text of a conversation may change (user turns, recent turns, frozen)
     _layout.py     text -> units -> text (protected atoms, speaker labels, whitespace, no empty message)
+    _fit.py        meeting a budget by measuring the rendered prompt
     _order.py      the order of kept passages (original, relevance, edges) within a message
     _stable.py     cache-stable mode (each message from the messages up to it) and MessageCache
     _results.py    CompressionResult, TraceEntry

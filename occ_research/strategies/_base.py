@@ -1,11 +1,11 @@
 """The strategy contract: what every strategy takes, returns and guarantees.
 
 ``Strategy.compress`` is a template method. ``prepare`` validates the prompt and the budget, counts the
-prompt with the target model's encoding and finds the question; ``Layout`` (``layout.py``) splits the
+prompt with the target model's encoding and finds the question; ``Layout`` (``_layout.py``) splits the
 compressible text into *units* at the strategy's granularity. The strategy's one method, ``_choose``, says
 which units to keep (and may rewrite a kept unit, e.g. into a "duplicate removed" marker); a
 ``RankingStrategy`` writes ``_score`` instead. The base class then rebuilds the messages, fits the budget by
-measurement and checks the result, so that every strategy guarantees the same things:
+measurement (``_fit.py``) and checks the result, so that every strategy guarantees the same things:
 
 - never more tokens than the input; no message dropped, reordered or changed in role;
 - everything but message text (tool calls and ids, names, images, unknown keys) is left as it was, and so
@@ -26,10 +26,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Unpack
 
-from .._messages import Message, replace_texts
+from .._messages import replace_texts
 from .._tokens import count_messages_tokens
 from ..exceptions import InvalidParameterError
-from ._layout import Layout, fit_after_render
+from ._fit import fit_to_target
+from ._layout import Layout
 from ._params import ORDERS, Granularity, Order, check_param, param
 from ._prepare import CompressOptions, Prepared, prepare
 from ._results import CompressionResult, trace_of
@@ -120,7 +121,7 @@ class Strategy:
             out = replace_texts(messages, slots, layout.render(choice.kept, choice.blocks, choice.scores))
             compressed = count_messages_tokens(out, job.model, memo)
         else:
-            choice, out, compressed = self._choose_to_fit(candidates, layout, job, target)
+            choice, out, compressed = fit_to_target(self._choose, candidates, layout, job, target)
         note = choice.note
         if compressed > original:  # a rewrite came out longer: never return more than was sent
             out, compressed, choice = messages, original, Choice({u.index: u.text for u in layout.units})
@@ -150,44 +151,6 @@ class Strategy:
             note=note,
             trace=trace_of(self.name, layout.units, choice),
         )
-
-    def _choose_to_fit(
-        self, candidates: Candidates, layout: Layout, job: Prepared, target: int
-    ) -> tuple[Choice, list[Message], int]:
-        """Choose, render and count; adjust the budget by the measured gap until the result fits snugly.
-
-        Units are counted one by one, so the joined text differs from their sum by a few tokens (line
-        breaks, labels, merges at boundaries). The gap measured on the rendered prompt goes back into the
-        budget: added when under by more than 2%, taken off (doubling each time) when over. As a last
-        resort the least valuable units are dropped until the prompt fits.
-        """
-        tolerance = max(1, target // 50)
-        best: tuple[Choice, list[Message], int] | None = None
-        overshoot_scale = 1
-        allowed = candidates.budget or 0
-        for _ in range(6):
-            choice = self._choose(candidates)
-            out = replace_texts(
-                job.messages, job.slots, layout.render(choice.kept, choice.blocks, choice.scores)
-            )
-            compressed = count_messages_tokens(out, job.model, job.memo)
-            if compressed <= target:
-                if best is None or compressed > best[2]:
-                    best = (choice, out, compressed)
-                if target - compressed <= tolerance:
-                    break
-                budget = allowed + (target - compressed)
-            else:
-                budget = allowed - overshoot_scale * (compressed - target)
-                overshoot_scale *= 2
-            budget = max(0, budget)
-            if budget == allowed:
-                break
-            allowed = budget
-            candidates = dataclasses.replace(candidates, budget=budget)
-        if best is not None:
-            return best
-        return fit_after_render(layout, choice, job.messages, job.slots, target, job.model, job.memo)
 
     def _choose(self, candidates: Candidates) -> Choice:
         """Say which units to keep. Subclasses implement this and nothing else of the pipeline."""

@@ -12,13 +12,13 @@ import itertools
 import json
 from collections.abc import Callable, Mapping, Sequence
 
-from .._messages import Message, Slot, default_question, find_question, replace_texts
+from .._messages import Slot, default_question, find_question
 from .._text import Segmented, join_atoms, protected_blocks, split_text
-from .._tokens import count_messages_tokens, count_text_tokens
+from .._tokens import count_text_tokens
 from ._order import reorder
 from ._params import Granularity, Order
 from ._policy import OMITTED, SlotPlan
-from ._selection import Block, Choice, Surroundings, Unit
+from ._selection import Block, Surroundings, Unit
 
 QuestionSpan = tuple[int, tuple[int, int]]  # slot index, (start, end) in its text
 
@@ -214,35 +214,6 @@ def _unit_key(seg: Segmented, granularity: Granularity) -> Callable[[int], int]:
 def _join_members(seg: Segmented, atom_ids: Sequence[int]) -> str:
     texts, afters, last = seg.texts, seg.afters, atom_ids[-1]
     return "".join(texts[i] + (afters[i] if i != last else "") for i in atom_ids)
-
-
-def fit_after_render(
-    layout: Layout,
-    choice: Choice,
-    messages: list[Message],
-    slots: Sequence[Slot],
-    target: int,
-    model: str,
-    memo: dict[str, int],
-) -> tuple[Choice, list[Message], int]:
-    """Drop the least valuable kept units until the rendered prompt fits ``target``."""
-    kept = dict(choice.kept)
-    scores = choice.scores
-
-    def rank(i: int) -> tuple[float, int]:  # lowest first: drop order
-        return (scores[i], -i) if scores is not None else (0.0, -i)
-
-    while True:
-        out = replace_texts(messages, slots, layout.render(kept, choice.blocks, scores))
-        compressed = count_messages_tokens(out, model, memo)
-        if compressed <= target or not kept:
-            return Choice(kept, scores, choice.note, choice.blocks), out, compressed
-        excess = compressed - target
-        for i in sorted(kept, key=rank):
-            excess -= layout.units[i].tokens
-            del kept[i]
-            if excess <= 0:
-                break
 
 
 def shorten_json_arrays(text: str, items: int) -> str:

@@ -1,0 +1,84 @@
+"""Meeting a budget by measurement: the rendered prompt is counted, never the sum of its units.
+
+Units are counted one by one, so the joined text differs from their sum by a few tokens (line breaks,
+labels, merges at token boundaries). ``fit_to_target`` feeds the measured gap back into the budget the
+strategy chooses with; ``fit_after_render`` is its last resort.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+
+from .._messages import Message, Slot, replace_texts
+from .._tokens import count_messages_tokens
+from ._layout import Layout
+from ._prepare import Prepared
+from ._selection import Candidates, Choice
+
+Fitted = tuple[Choice, list[Message], int]  # the choice, the messages it renders to, their tokens
+
+
+def fit_to_target(
+    choose: Callable[[Candidates], Choice], candidates: Candidates, layout: Layout, job: Prepared, target: int
+) -> Fitted:
+    """Choose, render and count; adjust the budget by the measured gap until the result fits snugly.
+
+    The gap goes back into the budget: added when under by more than 2%, taken off (doubling each time) when
+    over, for at most six rounds. As a last resort the least valuable units are dropped until the prompt
+    fits.
+    """
+    tolerance = max(1, target // 50)
+    best: Fitted | None = None
+    overshoot_scale = 1
+    allowed = candidates.budget or 0
+    for _ in range(6):
+        choice = choose(candidates)
+        out = replace_texts(job.messages, job.slots, layout.render(choice.kept, choice.blocks, choice.scores))
+        compressed = count_messages_tokens(out, job.model, job.memo)
+        if compressed <= target:
+            if best is None or compressed > best[2]:
+                best = (choice, out, compressed)
+            if target - compressed <= tolerance:
+                break
+            budget = allowed + (target - compressed)
+        else:
+            budget = allowed - overshoot_scale * (compressed - target)
+            overshoot_scale *= 2
+        budget = max(0, budget)
+        if budget == allowed:
+            break
+        allowed = budget
+        candidates = dataclasses.replace(candidates, budget=budget)
+    if best is not None:
+        return best
+    return fit_after_render(layout, choice, job.messages, job.slots, target, job.model, job.memo)
+
+
+def fit_after_render(
+    layout: Layout,
+    choice: Choice,
+    messages: list[Message],
+    slots: Sequence[Slot],
+    target: int,
+    model: str,
+    memo: dict[str, int],
+) -> Fitted:
+    """Drop the least valuable kept units until the rendered prompt fits ``target``."""
+    kept = dict(choice.kept)
+    scores = choice.scores
+
+    def rank(i: int) -> tuple[float, int]:  # lowest first: drop order
+        return (scores[i], -i) if scores is not None else (0.0, -i)
+
+    while True:
+        out = replace_texts(messages, slots, layout.render(kept, choice.blocks, scores))
+        compressed = count_messages_tokens(out, model, memo)
+        if compressed <= target or not kept:
+            return Choice(kept, scores, choice.note, choice.blocks), out, compressed
+        excess = compressed - target
+        for i in sorted(kept, key=rank):
+            excess -= layout.units[i].tokens
+            del kept[i]
+            if excess <= 0:
+                break
