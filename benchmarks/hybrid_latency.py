@@ -1,6 +1,6 @@
 """Milliseconds of ``hybrid`` per prompt at about 1.2k and 10k tokens, cold and warm, next to ``bm25``.
 
-    python benchmarks/hybrid_latency.py [--n 50]
+    python benchmarks/hybrid_latency.py [--n 50] [--strategies hybrid bm25]
 
 NQ-open prompts with 10 passages (about 1.2k tokens) and 80 passages (about 10k tokens), rate 0.125. "cold":
 the per-text embedding caches emptied before each call (the static table stays loaded: it is read once per
@@ -26,6 +26,7 @@ MODEL = "gpt-4"
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=50)
+    parser.add_argument("--strategies", nargs="+", default=["hybrid", "bm25"])
     args = parser.parse_args()
     encode = encoding_for_model(MODEL).encode_ordinary
     static = default_static_embedder()
@@ -33,7 +34,7 @@ def main() -> None:
     print("|---|---:|---:|---:|---:|---:|---:|")
     for documents in (10, 80):
         examples = load_examples("nq-multidoc", n=args.n, documents=documents, seed=7)
-        for name in ("hybrid", "bm25"):
+        for name in args.strategies:
             strategy = make_strategy(name)
             strategy.compress(examples[0].messages, rate=0.125, model=MODEL)
             cold, warm, cold_x, warm_x, sizes = [], [], [], [], []

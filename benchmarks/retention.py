@@ -6,6 +6,8 @@
     python benchmarks/retention.py --strategies hybrid bm25 --n 60 --every-position --plots plots/
     python benchmarks/retention.py --strategies bm25 hybrid --rates auto 0.25 0.125 \
         --distractors random retrieved      # rate="auto": retention next to the achieved ratios
+    python benchmarks/retention.py --seed 1 --n 600 --exclude-seed 0 --strategies hybrid \
+        --distractors random retrieved      # tuning questions: seed 1 without the report's questions
 
 Each prompt is the harness's ``nq-multidoc``: one NQ-open question's gold passage among ``documents - 1``
 distractors, the gold passage first, in the middle or last in turn (0/4/9 of 10, 0/9/19 of 20: a third of
@@ -18,6 +20,10 @@ appears in the compressed prompt; the interval is Wilson's, per gold position to
 the paired difference with a bootstrap interval and McNemar's exact test. Latency is the median wall time of
 one ``compress`` call (with ``--cold``, the embedding caches emptied before each), and its ratio to one
 tiktoken encoding pass of the same prompt, measured in the same run (robust to a busy machine).
+
+Settings are chosen on other questions than the reported ones: ``--seed 1`` draws another sample, and
+``--exclude-seed 0`` leaves out of it the questions that the report (seed 0, n = 300) holds, since two
+samples of the same pool share some (79 of 600 seed-1 questions are among the 300 of seed 0).
 
 ``--rates auto`` runs the registered strategies with ``rate="auto"`` (each prompt gets its own budget); the
 kept fraction of the prompt's tokens is reported as mean, median, 10th and 90th percentile for every row, so
@@ -51,25 +57,17 @@ from occ_research._tokens import encoding_for_model
 from occ_research.evals._datasets import DISTRACTORS, Example, load_examples
 from occ_research.evals._metrics import contains_answer
 from occ_research.evals._report import POSITION_COLUMNS, plot_gold_positions, strategy_colors
-from occ_research.evals._stats import bootstrap_mean, mcnemar_exact, paired_difference
+from occ_research.evals._stats import bootstrap_mean, mcnemar_exact, paired_difference, wilson
 from occ_research.strategies import make_strategy
 
 MODEL = "gpt-4"  # cl100k_base
 RATES = (0.25, 0.125, 0.0625)
+REPORT_N = 300  # questions in the reported run (seed 0)
 DEFAULT_STRATEGIES = ("hybrid", "hybrid-minilm", "embed", "bm25", "bm25-b0", "tfidf", "plain-bm25", "random")
 
 Rate = float | Literal["auto"]  # a kept fraction, or a budget set per prompt
 Compressor = Callable[[Example, Rate], str]
 NO_AUTO = frozenset({"plain-bm25"})  # baselines with no per-prompt budget
-
-
-def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    if n == 0:
-        return (0.0, 1.0)
-    p = k / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return (max(0.0, centre - half), min(1.0, centre + half))
 
 
 # -- prompts ----------------------------------------------------------------------------------------------
@@ -81,12 +79,18 @@ def positions(documents: int) -> tuple[int, int, int]:
 
 
 def examples(
-    n: int, seed: int, documents: int, distractors: str, every_position: bool = False
+    n: int,
+    seed: int,
+    documents: int,
+    distractors: str,
+    every_position: bool = False,
+    exclude_seed: int | None = None,
 ) -> list[Example]:
     """``nq-multidoc`` prompts, the gold passage first, in the middle or last in turn; with
     ``every_position``, each question at each of the three positions (3n prompts, the same distractors in
-    the same order), so that positions are compared on the same questions."""
-    return load_examples(
+    the same order), so that positions are compared on the same questions. ``exclude_seed`` leaves out
+    the questions of that seed's report set (``REPORT_N`` questions): tuning never sees them."""
+    drawn = load_examples(
         "nq-multidoc",
         n=n,
         documents=documents,
@@ -95,6 +99,10 @@ def examples(
         distractors=distractors,
         every_position=every_position,
     )
+    if exclude_seed is None:
+        return drawn
+    held_out = {e.id for e in examples(REPORT_N, exclude_seed, documents, "random")}
+    return [e for e in drawn if e.id.rsplit("-at", 1)[0] not in held_out]
 
 
 _WORDS = re.compile(r"\w+")
@@ -432,8 +440,13 @@ def _rate(text: str) -> Rate:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=300)
+    parser.add_argument("--n", type=int, default=REPORT_N)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--exclude-seed",
+        type=int,
+        help=f"leave out the questions of this seed's report set (n = {REPORT_N}): for tuning",
+    )
     parser.add_argument("--distractors", nargs="+", choices=DISTRACTORS, default=["random"])
     parser.add_argument("--documents", nargs="+", type=int, default=[10])
     parser.add_argument("--strategies", nargs="+", default=list(DEFAULT_STRATEGIES))
@@ -454,10 +467,13 @@ def main() -> None:
     rows = []
     for documents in args.documents:
         for distractors in args.distractors:
-            prompts = examples(args.n, args.seed, documents, distractors, args.every_position)
+            prompts = examples(
+                args.n, args.seed, documents, distractors, args.every_position, args.exclude_seed
+            )
             setting = {"distractors": distractors, "documents": documents}
             rows += measure(prompts, args.strategies, args.rates, args.cold, setting, args.order)
-    print(f"NQ-open (nq-multidoc), gold first / middle / last in turn, seed {args.seed}\n")
+    held_out = "" if args.exclude_seed is None else f", without seed {args.exclude_seed}'s questions"
+    print(f"NQ-open (nq-multidoc), gold first / middle / last in turn, seed {args.seed}{held_out}\n")
     print(tables(rows, args.seed))
     if args.json:
         with open(args.json, "w") as handle:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,14 @@ from occ_research._embeddings import MODEL_FILE
 from occ_research.evals._datasets import Example
 from occ_research.evals._metrics import contains_answer
 from occ_research.strategies import Candidates, make_strategy
-from occ_research.strategies._hybrid import HybridStrategy, find_passages
+from occ_research.strategies._hybrid import (
+    HybridStrategy,
+    WordVectors,
+    answer_words,
+    find_passages,
+    title_cover,
+)
+from occ_research.strategies._rankers import terms
 from occ_research.strategies._selection import Unit
 
 DOCS = (
@@ -82,13 +90,79 @@ def test_sentences_inherit_their_passages_relevance() -> None:
     assert scores[3] - scores[1] > alone[3] - alone[1]
 
 
-def test_keeps_the_answer_on_nq(nq_examples: list[Example]) -> None:
-    strategy = make_strategy("hybrid")
-    kept = [
-        contains_answer(str(strategy.compress(e.messages, rate=0.125).messages[0]["content"]), e.answers)
-        for e in nq_examples
+def test_a_question_that_names_a_title_lifts_its_passage() -> None:
+    headers = (
+        "",
+        "Document [1](Title: 21 Guns (song)",  # the disambiguation in brackets is not part of the name
+        "Document [2](Title: Small Steps (novel)",
+        "# Green Day",
+        "[3]",
+    )
+    query = set(terms("who is the girl in green day 21 guns"))
+    assert list(title_cover(headers, query)) == [0.0, 1.0, 0.0, 1.0, 0.0]
+
+
+def test_names_and_numbers_the_question_lacks_mark_the_likely_answer() -> None:
+    units = _units(
+        [
+            "Document [1](Title: Way Down in the Hole) The song was the theme of HBO's The Wire.",
+            "Versions were recorded by Tom Waits, Steve Earle and the Blind Boys in 2002.",
+            "Wire is a show.",
+        ]
+    )
+    counts = answer_words(units, set(terms("who sings the wire theme song")))
+    # the header and each sentence's first word do not count, nor does what the question says
+    assert np.allclose(counts, np.log1p([1, 7, 0]))  # HBO's; Tom Waits Steve Earle Blind Boys 2002
+    texts = [
+        "Document [1](Title: Way Down in the Hole) The song was the theme of HBO's The Wire.",
+        "Each season used a different recording.",
+        "Versions were recorded by Tom Waits, The Neville Brothers and Steve Earle.",
+        "Document [2](Title: That '70s Show) The theme song of the show was sung by Todd Griffin.",
+        "Cheap Trick performed it from the second season.",
     ]
-    assert sum(kept) >= 0.85 * len(kept)
+    question = "who sings the wire season 5 theme song"
+    scores = HybridStrategy()._score(Candidates(tuple(_units(texts)), None, question, "gpt-4o", 0))
+    assert scores[2] > scores[1]  # the list of singers beats the fragment that repeats "season"
+    blind = HybridStrategy(answer_weight=0.0)._score(
+        Candidates(tuple(_units(texts)), None, question, "gpt-4o", 0)
+    )
+    assert blind[2] < blind[1]
+
+
+def test_the_soft_match_credits_related_words() -> None:
+    bags = [Counter(terms("The film was shot in Boston.")), Counter(terms("The bridge was built in Boston."))]
+    asked = ["movie", "boston"]
+    words = WordVectors.of([*bags, Counter(asked)])
+    match, passage = words.soft_match(bags, np.array([0, 1]), 2, asked)
+    assert match[0] > match[1]  # "film" is near "movie"; "bridge" is not
+    assert np.allclose(passage, match)  # one unit per passage: the passage's best is its unit's
+    assert np.allclose(words.soft_match(bags, np.array([0, 0]), 1, asked)[1], [match.max()])
+
+
+def test_a_texts_vector_is_the_sum_of_its_words() -> None:
+    bags = [Counter(terms("The cat saw the dog.")), Counter()]
+    words = WordVectors.of(bags)
+    static = _static_embeddings.default_static_embedder()
+    expected = sum(count * static.embed_sums([word])[0] for word, count in bags[0].items())
+    sums = words.sums(bags)
+    assert np.allclose(sums[0], expected, atol=1e-3)
+    assert not sums[1].any()
+
+
+@pytest.mark.parametrize("rate", [0.25, 0.125, 0.0625])
+def test_keeps_the_answer_on_nq_and_fills_the_budget(nq_examples: list[Example], rate: float) -> None:
+    strategy = make_strategy("hybrid")
+    results = [strategy.compress(e.messages, rate=rate) for e in nq_examples]
+    for result in results:  # never over the asked rate; at most 5% under, or 6 tokens on a tiny budget
+        target = result.target_tokens
+        assert target is not None and result.compressed_tokens <= target
+        assert result.compressed_tokens >= min(0.95 * target, target - 6)
+    if rate == 0.125:
+        kept = [
+            contains_answer(str(r.messages[0]["content"]), e.answers)
+            for r, e in zip(results, nq_examples, strict=True)
+        ]
+        assert sum(kept) >= 0.85 * len(kept)
 
 
 def test_the_table_is_checked_against_its_record(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

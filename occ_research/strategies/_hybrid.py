@@ -1,16 +1,25 @@
 """Question-aware selection that fuses lexical and semantic relevance, at sentence and passage level.
 
-A sentence's relevance is BM25 (exact words) fused with the cosine of static MiniLM embeddings (meaning;
-``_static_embeddings.py``), each scaled to the prompt's best; it then inherits part of its passage's
-relevance (the passage scored the same way as a whole), so that a passage whose title or opening matches the
-question lifts sentences that do not repeat the question's words. Passages are recognised by their headers
-(``Document [3](Title: ...)``, ``[3]``, ``# Heading``, ``Title:``) or a change of message; a kept sentence
-brings its passage's header with it when the budget allows (only the header, not the rest of the first
-sentence), the way speaker labels come with their line.
+A unit's relevance (a sentence's, and a passage's as a whole) mixes three signals, each scaled to the
+prompt's best: BM25 (exact words), the cosine of static MiniLM embeddings (meaning;
+``_static_embeddings.py``) and a soft word match (each question word's best cosine among the unit's words,
+weighted by how rare the word is), which credits "playing" for "played" or "film" for "movie" (cosines
+near 0.8) where BM25 sees nothing and a vector pooled over the whole unit blurs one word into the rest. A sentence then inherits part of
+its passage's relevance, so that a passage that matches the question lifts sentences that do not repeat its
+words; a passage whose title the question names ("who is the girl in 21 guns" for "21 Guns (song)") gains
+more. Within a relevant passage, sentences carrying names and numbers that the question lacks (the likely
+answer to who / when / how many) come first: when a budget holds about one passage, the sentence dropped
+should be the one without the answer, and a long sentence full of names must not lose to a short fragment
+that repeats the question's words.
+
+Passages are recognised by their headers (``Document [3](Title: ...)``, ``[3]``, ``# Heading``,
+``Title:``) or a change of message; a kept sentence brings its passage's header with it when the budget
+allows (only the header, not the rest of the first sentence), the way speaker labels come with their line.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 from collections import Counter
@@ -30,6 +39,10 @@ from ._selection import Allowance, Candidates, Choice, Unit, fill_with_head
 
 EMBEDDINGS = ("static", "minilm")
 LABEL = re.compile(r"(?m)^\s*(?:question|answer|query|q|a)\s*:", re.IGNORECASE)
+#: the title inside a header, without a trailing disambiguation: "21 Guns" in "(Title: 21 Guns (song)"
+TITLE = re.compile(r"(?:title|source):\s*(.*?)(?:\s*\([^()]*\)?)?\)?\s*$|^#{1,6}\s+(.*)$", re.IGNORECASE)
+#: capitalised words and numbers: the names, dates and counts that answers are made of
+NAME = re.compile(r"\b(?:[A-Z][\w'-]*|\d[\d,.]*)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +73,10 @@ def find_passages(units: Sequence[Unit]) -> Passages:
 def bm25(docs: Sequence[Counter[str]], query: set[str], k1: float, b: float) -> np.ndarray:
     """Okapi BM25 of each bag of words against the query terms (no query: summed IDF of the terms)."""
     n = len(docs)
-    df = Counter(t for d in docs for t in d)
+    if query:  # document frequencies of the query's terms only: the prompt's vocabulary is far larger
+        df: Counter[str] = Counter({t: sum(t in d for d in docs) for t in query})
+    else:
+        df = Counter(t for d in docs for t in d)
     idf = {t: math.log(1 + (n - f + 0.5) / (f + 0.5)) for t, f in df.items()}
     lengths = [sum(d.values()) for d in docs]
     avg = (sum(lengths) / n) or 1.0
@@ -86,15 +102,23 @@ class HybridStrategy(RankingStrategy):
     """BM25 fused with static MiniLM similarity; sentences inherit their passage's relevance and header.
 
     ``semantic_weight`` is the share of meaning (static MiniLM cosine) against exact words (BM25) in both
-    the sentence's and the passage's relevance; ``passage_weight`` the share of its passage's relevance a
-    sentence takes on. ``keep_headers`` brings a passage's header (``Document [3](Title: ...)``) along with
-    any kept sentence of it. ``embeddings="minilm"`` runs the full model instead of the static table (about
-    a second per prompt; for comparison). Without a question, units score by how central they are (cosine to the mean
-    embedding) and by their rare words. Milliseconds per prompt: the embeddings are a table lookup.
+    the sentence's and the passage's relevance, and ``match_weight`` the weight of the soft word match
+    added to them; ``passage_weight`` is the share of its passage's relevance a sentence takes on;
+    ``title_weight`` what a passage gains when the question names its title (the share of the title's
+    words in the question); ``answer_weight`` what a sentence of a relevant passage gains for names and
+    numbers the question lacks. ``keep_headers`` brings a passage's header (``Document [3](Title: ...)``)
+    along with any kept sentence of it. ``embeddings="minilm"`` runs the full model instead of the static
+    table for the cosines (about a second per prompt; for comparison). Without a question, units score by
+    how central they are (cosine to the mean embedding) and by their rare words. Milliseconds per prompt:
+    the embeddings are a table lookup. The weights were chosen on NQ questions apart from the reported
+    ones (``benchmarks/retention.py``).
     """
 
-    semantic_weight: float = param(0.5, low=0.0, high=1.0)
-    passage_weight: float = param(0.7, low=0.0, high=1.0)
+    semantic_weight: float = param(0.7, low=0.0, high=1.0)
+    match_weight: float = param(0.8, low=0.0, high=1.0)
+    passage_weight: float = param(0.8, low=0.0, high=1.0)
+    title_weight: float = param(0.3, low=0.0, high=1.0)
+    answer_weight: float = param(0.2, low=0.0, high=1.0)
     embeddings: str = param("static", choices=EMBEDDINGS)
     keep_headers: bool = param(True)
     k1: float = param(1.2, low=0.0, high=3.0)
@@ -108,40 +132,46 @@ class HybridStrategy(RankingStrategy):
         of_unit = np.array(passages.of_unit)
         count = len(passages.header_unit)
         question = LABEL.sub(" ", candidates.question)  # "Question: ... Answer:" labels are no topic
-        query = set(terms(question))
+        asked = Counter(terms(question))
+        query = set(asked)
         bags = [Counter(terms(u.text)) for u in units]
         joined: list[Counter[str]] = [Counter() for _ in range(count)]
         for bag, p in zip(bags, passages.of_unit, strict=True):
             joined[p].update(bag)
-        lexical = _scaled(bm25(bags, query, self.k1, self.b))
-        lexical_passage = _scaled(bm25(joined, query, self.k1, self.b))
+        lexical = bm25(bags, query, self.k1, self.b)
+        lexical_passage = bm25(joined, query, self.k1, self.b)
 
-        sums, question_sum = self._embed([u.text for u in units], question.strip())
+        words = WordVectors.of([*bags, asked])
         if self.embeddings == "minilm":  # unit vectors: a passage is their sum weighted by length
-            sums = sums * np.array([[u.tokens] for u in units], dtype=sums.dtype)
-        passage_sums = np.zeros((count, sums.shape[1]), dtype=sums.dtype)
-        np.add.at(passage_sums, of_unit, sums)
-        vectors = _normalized(sums)
-        passage_vectors = _normalized(passage_sums)
-        target = _normalized(question_sum if question_sum is not None else sums.sum(axis=0))
-        semantic = _scaled(vectors @ target)
-        semantic_passage = _scaled(passage_vectors @ target)
-
-        w = self.semantic_weight
-        sentence = (1 - w) * lexical + w * semantic
-        passage = (1 - w) * lexical_passage + w * semantic_passage
-        scores = (1 - self.passage_weight) * sentence + self.passage_weight * passage[of_unit]
-        return [float(s) for s in scores]
-
-    def _embed(self, texts: list[str], question: str) -> tuple[np.ndarray, np.ndarray | None]:
-        """Vectors of the texts (sums of piece rows, or MiniLM's unit vectors) and of the question."""
-        if self.embeddings == "minilm":
             from .._embeddings import default_embedder
 
             model = default_embedder()
-            return model.embed(texts), (model.embed([question])[0] if question else None)
-        static = default_static_embedder()
-        return static.embed_sums(texts), (static.embed_sums([question])[0] if question else None)
+            sums = model.embed([u.text for u in units]) * np.array([[u.tokens] for u in units], np.float32)
+            question_sum = model.embed([question])[0] if asked else None
+        else:
+            sums = words.sums(bags)
+            question_sum = words.sums([asked])[0] if asked else None
+        passage_sums = np.zeros((count, sums.shape[1]), dtype=sums.dtype)
+        np.add.at(passage_sums, of_unit, sums)
+        target = _normalized(question_sum if question_sum is not None else sums.sum(axis=0))
+        semantic = _normalized(sums) @ target
+        semantic_passage = _normalized(passage_sums) @ target
+        match, match_passage = words.soft_match(bags, of_unit, count, list(asked))
+        sentence = self._relevance(lexical, semantic, match)
+        passage = self._relevance(lexical_passage, semantic_passage, match_passage)
+        if query:
+            passage = passage + self.title_weight * title_cover(passages.header_text, query)
+        inherited = passage[of_unit]
+        scores = (1 - self.passage_weight) * sentence + self.passage_weight * inherited
+        if query:
+            scores = scores + self.answer_weight * inherited * _scaled(answer_words(units, query))
+        return [float(s) for s in scores]
+
+    def _relevance(self, lexical: np.ndarray, semantic: np.ndarray, match: np.ndarray) -> np.ndarray:
+        """Exact words, meaning and the soft word match, each scaled to the prompt's best, mixed."""
+        w = self.semantic_weight
+        mixed = (1 - w) * _scaled(lexical) + w * _scaled(semantic) + self.match_weight * _scaled(match)
+        return _scaled(mixed)
 
     def _choose(self, candidates: Candidates) -> Choice:
         scores = self._scores(candidates)
@@ -182,6 +212,80 @@ class HybridStrategy(RankingStrategy):
             ]
         tokens: list[int] = candidates.scratch["header_tokens"]
         return tokens
+
+
+@dataclass(frozen=True, slots=True)
+class WordVectors:
+    """The static vectors of a prompt's distinct words: a text's vector is the sum of its words', and the
+    words are what the soft match compares. Vectors are cached per word, and words recur across prompts
+    far more than sentences do, so one tokenizer pass over the distinct words serves both."""
+
+    position: dict[str, int]
+    vectors: np.ndarray  # one row per distinct word
+
+    @classmethod
+    def of(cls, bags: Sequence[Counter[str]]) -> WordVectors:
+        words = list(dict.fromkeys(itertools.chain.from_iterable(bags)))
+        vectors = default_static_embedder().embed_sums(words)
+        return cls({t: k for k, t in enumerate(words)}, vectors)
+
+    def sums(self, bags: Sequence[Counter[str]]) -> np.ndarray:
+        """Per bag, the sum of its words' vectors, each as often as it occurs (what the table gives the
+        whole text, but for punctuation)."""
+        out = np.zeros((len(bags), self.vectors.shape[1]), dtype=self.vectors.dtype)
+        for k, bag in enumerate(bags):
+            if bag:
+                counts = np.fromiter(bag.values(), dtype=self.vectors.dtype, count=len(bag))
+                out[k] = counts @ self.vectors[[self.position[t] for t in bag]]
+        return out
+
+    def soft_match(
+        self, bags: Sequence[Counter[str]], of_unit: np.ndarray, count: int, asked: list[str]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Per unit and per passage: each question word's best cosine among the unit's words, averaged
+        with weights that grow with the word's rarity (the squared norm of its vector: the table weights a
+        word piece by its frequency rank). Zeros without a question. A passage's best is the best of its
+        units', so both levels come from one product."""
+        filled = [k for k, bag in enumerate(bags) if bag]
+        if not asked or not filled:
+            return np.zeros(len(bags)), np.zeros(count)
+        question = self.vectors[[self.position[t] for t in asked]]
+        weights = np.einsum("ij,ij->i", question, question)
+        weights = weights / (float(weights.sum()) or 1.0)
+        # einsum, not a matrix product: BLAS would spread this small product over threads, which costs
+        # milliseconds of waiting on a busy machine
+        similar = np.einsum("ij,kj->ik", _normalized(self.vectors), _normalized(question))
+        index = [self.position[t] for k in filled for t in bags[k]]
+        starts = np.cumsum([0] + [len(bags[k]) for k in filled[:-1]])
+        best = np.full((len(bags), len(asked)), -1.0)
+        best[filled] = np.maximum.reduceat(similar[index], starts, axis=0)
+        best_passage = np.full((count, len(asked)), -1.0)
+        np.maximum.at(best_passage, of_unit, best)
+        return best @ weights, best_passage @ weights
+
+
+def title_cover(headers: Sequence[str], query: set[str]) -> np.ndarray:
+    """Per passage, the share of its title's words that the question uses (0 without a title)."""
+    cover = np.zeros(len(headers))
+    for k, header in enumerate(headers):
+        match = TITLE.search(header) if header else None
+        title = terms(next((g for g in match.groups() if g), "")) if match else []
+        if title:
+            cover[k] = sum(t in query for t in title) / len(title)
+    return cover
+
+
+def answer_words(units: Sequence[Unit], query: set[str]) -> np.ndarray:
+    """Per unit, log(1 + the names and numbers it holds that the question lacks), past any passage header
+    and the sentence's first word (capitalised anyway)."""
+    counts = np.zeros(len(units))
+    for k, unit in enumerate(units):
+        header = HEADER.match(unit.text)
+        body = unit.text[header.end() if header else 0 :].lstrip()
+        names = NAME.findall(body)
+        first = 1 if names and body.startswith(names[0]) else 0
+        counts[k] = sum(w.lower().strip(".,") not in query for w in names[first:])
+    return np.log1p(counts)
 
 
 def _normalized(vectors: np.ndarray) -> np.ndarray:
