@@ -15,7 +15,7 @@ from occ_research._text import split_text
 from occ_research.evals._datasets import Example
 from occ_research.exceptions import InvalidParameterError
 from occ_research.strategies import ChatPolicy, CompressionResult, make_strategy
-from occ_research.strategies._order import arrange, movable_passages
+from occ_research.strategies._order import HEADER, arrange, movable_passages
 
 from .test_contract import budgets, check_contract, messages, text
 
@@ -78,6 +78,20 @@ def passage_relevance(result: CompressionResult) -> dict[int, float]:
 
 
 # -- the arrangement itself ------------------------------------------------------------------------------
+
+
+def test_a_passage_header_holds_a_title_with_parentheses() -> None:
+    """A kept sentence brings the whole header along, closing parenthesis included."""
+    for passage, header in [
+        (
+            "Document [1](Title: 21 Guns (song)) It was released in 2009.",
+            "Document [1](Title: 21 Guns (song))",
+        ),
+        ("Document [2](Title: Creatine) Creatine is an acid.", "Document [2](Title: Creatine)"),
+        ("[3] Plain passage.", "[3]"),
+    ]:
+        match = HEADER.match(passage)
+        assert match is not None and match.group(1) == header
 
 
 def test_arrange_puts_the_best_first_or_at_the_edges() -> None:

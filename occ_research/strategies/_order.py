@@ -27,10 +27,11 @@ from .._text import Segmented
 from ._params import Order
 
 #: the header that opens a passage: a numbered document or source, a bracketed number, a Markdown
-#: heading or a title field (group 1 is the header itself, what a kept sentence of the passage brings along)
+#: heading or a title field (group 1 is the header itself, what a kept sentence of the passage brings along;
+#: a title may hold one level of parentheses: "(Title: 21 Guns (song))")
 _NUMBERED = r"(?:(?:document|doc|passage|source|chunk|context|result)\s*\[?#?\d+\]?:?|\[\d+\])"
 HEADER = re.compile(
-    rf"^\s*((?:{_NUMBERED}(?:\s*\((?:title|source):[^)\n]{{0,200}}\))?"
+    rf"^\s*((?:{_NUMBERED}(?:\s*\((?:title|source):(?:[^()\n]|\([^()\n]{{0,100}}\)){{0,200}}\))?"
     r"|#{1,6}\s[^\n]{1,200}$"
     r"|title:\s[^\n]{1,200}$))",
     re.IGNORECASE,
