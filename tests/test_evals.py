@@ -13,7 +13,7 @@ from occ_research import ChatPolicy, DatasetError, SuiteError, compress, load_pr
 from occ_research.evals import Row, load_examples, read_policy, select_winners, write_policy
 from occ_research.evals._metrics import METRICS, bootstrap_ratio, last_number, rouge, token_f1
 from occ_research.evals._report import pareto_front, summarize_run, upper_staircase, write_report
-from occ_research.evals._runner import compress_cell, load_rows, load_suite, run_suite
+from occ_research.evals._runner import StrategyEntry, compress_cell, load_rows, load_suite, run_suite
 from occ_research.llm import LLM
 
 
@@ -240,13 +240,14 @@ def test_small_reader_samples_make_a_weak_check(tmp_path: Path) -> None:
 
 
 def test_a_strategy_entry_can_compress_the_way_the_server_does(tmp_path: Path) -> None:
-    """``options`` on a suite entry reach the library; bad ones fail when the suite is read."""
+    """``options`` on a suite entry reach the library; bad ones fail when the suite is read; the manifest
+    records an entry so that it reads back the same."""
     served = '{ strategy = "bm25", label = "bm25-served", options = { chat = { keep_recent = 0 }, cache_stable = true, question = "found" } }'
     path = tmp_path / "suite.toml"
     path.write_text(f'budgets = [0.5]\nstrategies = ["bm25", {served}]\n', encoding="utf-8")
     suite = load_suite(path)
     plain, server = (
-        next(s for s in suite.strategies if s["label"] == label) for label in ("bm25", "bm25-served")
+        next(s for s in suite.strategies if s.label == label) for label in ("bm25", "bm25-served")
     )
     example = load_examples("needle-chat", n=1)[0]
     args = (0.5, example.messages, example.question, "gpt-4o", 0)
@@ -255,6 +256,7 @@ def test_a_strategy_entry_can_compress_the_way_the_server_does(tmp_path: Path) -
     )
     assert compress_cell(server, *args).messages == expected.messages
     assert compress_cell(plain, *args).messages != expected.messages
+    assert StrategyEntry.parse(server.record()) == server
     for bad in (
         "{ cache = true }",
         '{ question = "latest" }',

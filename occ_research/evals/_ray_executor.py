@@ -152,8 +152,8 @@ def _compress_all(ray: ModuleType, suite: Suite, items: Sequence[WorkItem]) -> l
         question = item.example.question
         refs.append(
             [
-                task.remote(spec, budget, messages, question, suite.model, suite.seed)
-                for spec, budget in item.cells
+                task.remote(entry, budget, messages, question, suite.model, suite.seed)
+                for entry, budget in item.cells
             ]
         )
     return [list(ray.get(cells)) for cells in refs]

@@ -113,10 +113,66 @@ class Row:
 
 
 @dataclass(frozen=True)
+class StrategyEntry:
+    """One strategy entry of a suite: its label (the rows' ``strategy``), the strategy's config, and the
+    ``options`` table saying how it compresses (``compress_options``). Checked when the suite is read."""
+
+    label: str
+    config: dict[str, Any]  # what ``strategy_from_config`` takes
+    options: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, entry: str | dict[str, Any]) -> StrategyEntry:
+        """A strategy name, a preset name, an inline config table, or a manifest's record of an entry."""
+        if isinstance(entry, str):
+            if entry in STRATEGIES:
+                return cls(entry, {"strategy": entry})
+            return cls(entry, load_preset(entry).strategy.config())
+        if not isinstance(entry, dict) or "strategy" not in entry:
+            raise SuiteError(f"a strategy entry is a name or a table with 'strategy', got {entry!r}")
+        config = {k: v for k, v in entry.items() if k not in ("label", "options")}
+        return cls(str(entry.get("label", entry["strategy"])), config, dict(entry.get("options", {})))
+
+    @property
+    def is_identity(self) -> bool:
+        return bool(self.config["strategy"] == "identity")
+
+    def strategy(self) -> Strategy:
+        return strategy_from_config(self.config)
+
+    def record(self) -> dict[str, Any]:
+        """The entry as the manifest holds it: the config with its label (and options, if any)."""
+        return {**self.config, "label": self.label, **({"options": self.options} if self.options else {})}
+
+    def compress_options(self, question: str) -> CompressOptions:
+        """How this entry compresses an example: by default as a document with the example's question;
+        ``options`` may set ``chat`` (a ``ChatPolicy``'s fields), ``cache_stable`` and ``question`` ("given":
+        the example's, the default; "found": none passed, the library finds it, as the server does). An
+        unknown or ill-typed option is a ``SuiteError``."""
+        given, where = self.options, f"strategy {self.label!r}"
+        if set(given) - set(ENTRY_OPTIONS):
+            raise SuiteError(f"{where}: options may set only {', '.join(ENTRY_OPTIONS)}")
+        if given.get("question", "given") not in ("given", "found"):
+            raise SuiteError(f"{where}: options.question must be 'given' or 'found'")
+        if not isinstance(given.get("cache_stable", False), bool):
+            raise SuiteError(f"{where}: options.cache_stable must be true or false")
+        options: CompressOptions = {"question": None if given.get("question") == "found" else question}
+        if "chat" in given:
+            try:
+                policy = ChatPolicy(**given["chat"])
+                policy.validate()
+            except (TypeError, InvalidParameterError) as exc:
+                raise SuiteError(f"{where}: options.chat: {exc}") from exc
+            options["chat"] = policy
+        options["cache_stable"] = given.get("cache_stable", False)
+        return options
+
+
+@dataclass(frozen=True)
 class Suite:
     name: str
     datasets: list[dict[str, Any]]
-    strategies: list[dict[str, Any]]  # strategy configs, labelled by "label" (default: the strategy name)
+    strategies: list[StrategyEntry]
     budgets: list[float]
     reader: str = "local"
     reader_base_url: str = ""
@@ -139,15 +195,14 @@ def load_suite(path: str | Path) -> Suite:
         config = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise SuiteError(f"cannot read suite {path}: {exc}") from exc
-    specs = [_spec(s) for s in config.get("strategies", [])]
-    names = {s.get("label", s["strategy"]) for s in specs}
-    specs = [{"strategy": b} for b in BASELINES if b not in names] + specs
-    if len({s.get("label", s["strategy"]) for s in specs}) != len(specs):
+    entries = [StrategyEntry.parse(e) for e in config.get("strategies", [])]
+    labels = {e.label for e in entries}
+    entries = [StrategyEntry(b, {"strategy": b}) for b in BASELINES if b not in labels] + entries
+    if len({e.label for e in entries}) != len(entries):
         raise SuiteError(f"suite {path}: strategies need distinct labels (add label = ...)")
-    for spec in specs:  # fail before any work is done
-        spec.setdefault("label", spec["strategy"])
-        _strategy(spec).validate()
-        entry_options(spec, "")
+    for entry in entries:  # fail before any work is done
+        entry.strategy().validate()
+        entry.compress_options("")
     budgets = [float(b) for b in config.get("budgets", [0.5])]
     executor = str(config.get("executor", "local"))
     if executor not in EXECUTORS:
@@ -157,7 +212,7 @@ def load_suite(path: str | Path) -> Suite:
     return Suite(
         name=str(config.get("name", path.stem)),
         datasets=list(config.get("datasets", [])),
-        strategies=specs,
+        strategies=entries,
         budgets=budgets,
         reader=str(config.get("reader", "local")),
         reader_base_url=str(config.get("reader_base_url", "")),
@@ -172,48 +227,6 @@ def load_suite(path: str | Path) -> Suite:
         price_per_million_tokens=float(config.get("price_per_million_tokens", 2.5)),
         path=path,
     )
-
-
-def _spec(entry: str | dict[str, Any]) -> dict[str, Any]:
-    """A suite's strategy entry: a strategy name, a preset name, or an inline config table."""
-    if not isinstance(entry, str):
-        return dict(entry)
-    if entry in STRATEGIES:
-        return {"strategy": entry}
-    return {**load_preset(entry).strategy.config(), "label": entry}
-
-
-def strategy_config(spec: dict[str, Any]) -> dict[str, Any]:
-    """A suite entry's strategy config: the entry without its ``label`` and ``options``."""
-    return {k: v for k, v in spec.items() if k not in ("label", "options")}
-
-
-def _strategy(spec: dict[str, Any]) -> Strategy:
-    return strategy_from_config(strategy_config(spec))
-
-
-def entry_options(spec: dict[str, Any], question: str) -> CompressOptions:
-    """How a suite entry compresses an example: by default as a document with the example's question;
-    its ``options`` table may set ``chat`` (a ``ChatPolicy``'s fields), ``cache_stable`` and ``question``
-    ("given": the example's, the default; "found": none passed, the library finds it, as the server does).
-    An unknown or ill-typed option is a ``SuiteError``."""
-    given = spec.get("options", {})
-    if not isinstance(given, dict) or set(given) - set(ENTRY_OPTIONS):
-        raise SuiteError(f"strategy {spec.get('label')!r}: options may set only {', '.join(ENTRY_OPTIONS)}")
-    if given.get("question", "given") not in ("given", "found"):
-        raise SuiteError(f"strategy {spec.get('label')!r}: options.question must be 'given' or 'found'")
-    if not isinstance(given.get("cache_stable", False), bool):
-        raise SuiteError(f"strategy {spec.get('label')!r}: options.cache_stable must be true or false")
-    options: CompressOptions = {"question": None if given.get("question") == "found" else question}
-    if "chat" in given:
-        try:
-            policy = ChatPolicy(**given["chat"])
-            policy.validate()
-        except (TypeError, InvalidParameterError) as exc:
-            raise SuiteError(f"strategy {spec.get('label')!r}: options.chat: {exc}") from exc
-        options["chat"] = policy
-    options["cache_stable"] = given.get("cache_stable", False)
-    return options
 
 
 def _text(messages: Iterable[dict[str, Any]]) -> str:
@@ -280,13 +293,13 @@ def sample_size_for_inverse(n: int, sd: float = 0.5) -> float:
 
 @dataclass(frozen=True)
 class WorkItem:
-    """One example and what is left to do on it: the (strategy spec, budget) cells not yet in ``rows.jsonl``,
+    """One example and what is left to do on it: the (strategy entry, budget) cells not yet in ``rows.jsonl``,
     and whether the reader and the likelihood model run on it. The runner decides this once, in the driver,
     so that every executor does the same work and writes the same rows."""
 
     plan: _Plan
     example: Example
-    cells: tuple[tuple[dict[str, Any], float], ...]
+    cells: tuple[tuple[StrategyEntry, float], ...]
     read: bool
     scored: bool
 
@@ -320,13 +333,13 @@ class Measures:
 
 
 def compress_cell(
-    spec: dict[str, Any], budget: float, messages: list[Message], question: str, model: str, seed: int
+    entry: StrategyEntry, budget: float, messages: list[Message], question: str, model: str, seed: int
 ) -> CompressionResult:
     """One example x strategy x budget: a module-level function, so the Ray executor runs it as a task and
     the local executor calls it directly; the seed travels with it, so the result does not depend on where."""
-    options = entry_options(spec, question)
+    options = entry.compress_options(question)
     options["rate"], options["model"], options["seed"] = budget, model, seed
-    return _strategy(spec).compress(messages, **options)
+    return entry.strategy().compress(messages, **options)
 
 
 def model_job(item: WorkItem, results: Sequence[CompressionResult], seed: int) -> ModelJob | None:
@@ -343,8 +356,8 @@ def model_job(item: WorkItem, results: Sequence[CompressionResult], seed: int) -
         read=item.read,
         scored=item.scored,
         compressed=tuple(
-            None if spec["strategy"] == "identity" else result.messages
-            for (spec, _), result in zip(item.cells, results, strict=True)
+            None if entry.is_identity else result.messages
+            for (entry, _), result in zip(item.cells, results, strict=True)
         ),
     )
 
@@ -379,7 +392,7 @@ def rows_of(item: WorkItem, results: Sequence[CompressionResult], measures: Meas
     measures = measures or Measures()
     original = measures.answer_original
     rows = []
-    for k, ((spec, budget), result) in enumerate(zip(item.cells, results, strict=True)):
+    for k, ((entry, budget), result) in enumerate(zip(item.cells, results, strict=True)):
         answer = measures.answers[k] if measures.answers else None
         rows.append(
             Row(
@@ -387,7 +400,7 @@ def rows_of(item: WorkItem, results: Sequence[CompressionResult], measures: Meas
                 kind=example.kind,
                 task=example.task,
                 example=example.id,
-                strategy=spec["label"],
+                strategy=entry.label,
                 budget=budget,
                 original_tokens=result.original_tokens,
                 compressed_tokens=result.compressed_tokens,
@@ -422,8 +435,8 @@ def evaluate_item(
     runs the same three steps, compression as tasks and ``measure`` on actors)."""
     example = item.example
     results = [
-        compress_cell(spec, budget, example.messages, example.question, model, seed)
-        for spec, budget in item.cells
+        compress_cell(entry, budget, example.messages, example.question, model, seed)
+        for entry, budget in item.cells
     ]
     job = model_job(item, results, seed)
     return rows_of(item, results, None if job is None else measure(job, reader, scorer))
@@ -441,10 +454,10 @@ def _work_items(
     for plan in plans:
         for index, example in enumerate(plan.spec.load(**plan.options)):
             cells = tuple(
-                (spec, budget)
-                for spec in suite.strategies
-                for budget in ([1.0] if spec["strategy"] == "identity" else suite.budgets)
-                if (example.id, spec["label"], budget) not in done
+                (entry, budget)
+                for entry in suite.strategies
+                for budget in ([1.0] if entry.is_identity else suite.budgets)
+                if (example.id, entry.label, budget) not in done
             )
             if not cells:
                 continue
@@ -580,7 +593,7 @@ def _write_manifest(
         "suite": suite.name,
         "suite_file": suite.path.name if suite.path else None,
         "datasets": suite.datasets,
-        "strategies": suite.strategies,
+        "strategies": [entry.record() for entry in suite.strategies],
         "budgets": suite.budgets,
         "seed": suite.seed,
         "limit": limit,

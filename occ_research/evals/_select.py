@@ -28,7 +28,7 @@ from typing import Any
 from .._kinds import KINDS
 from ..strategies import runs_model, strategy_from_config
 from ._report import summarize_run
-from ._runner import load_rows, strategy_config
+from ._runner import StrategyEntry, load_rows
 
 
 @dataclass(frozen=True)
@@ -94,7 +94,7 @@ def _passes(row: Mapping[str, Any], rule: Rule) -> tuple[bool, str]:
 
 def elect(summary: Any, strategies: list[dict[str, Any]], rule: Rule) -> dict[str, Winner | None]:
     """Apply the rule to a run's summary (``summarize_run``); one entry per kind evaluated."""
-    configs = {s["label"]: strategy_config(s) for s in strategies}
+    configs = {e.label: e.config for e in map(StrategyEntry.parse, strategies)}
     out: dict[str, Winner | None] = {}
     for kind, part in summary.groupby("kind", sort=False):
         candidates = []
