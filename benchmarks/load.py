@@ -389,16 +389,24 @@ def run(
     )
     print("| server | request | requests | failed | requests/s | p50 ms | p99 ms | server CPU ms/request |")
     print("|---|---|---:|---:|---:|---:|---:|---:|")
+    rps: dict[tuple[str, str], float] = {}
     for name, what, body, headers in scenarios:
         pid = servers[name].pid
         cpu = cpu_seconds(pid)
         r = load(url[name], body, headers, args.seconds, args.concurrency, "compressed" in what)
         per_request = (cpu_seconds(pid) - cpu) * 1000 / max(1, r["requests"])
+        rps[name, what] = r["rps"]
         print(
             f"| {name} | {what} | {r['requests']} | {r['failures']} | {r['rps']:.0f} | {r['p50_ms']:.2f} "
             f"| {r['p99_ms']:.2f} | {per_request:.3f} |",
             flush=True,
         )
+    print()
+    for name, what in rps:  # the plain relay against the pass-through, the same request in this run
+        if name.startswith("occ serve") and "compression off" in what:
+            floor = rps.get(("pass-through", what.replace(", compression off", "")))
+            if floor:
+                print(f"{name}, {what}: {rps[name, what] / floor:.0%} of the pass-through's requests/s")
     print(f"\nload average at the end: {os.getloadavg()[0]:.1f}")
     for name, process in servers.items():
         print(

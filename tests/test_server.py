@@ -328,7 +328,9 @@ def test_local_model_counts_the_compressed_prompt(local_proxy: str) -> None:
         int(raw.headers["x-occ-original-tokens"]),
         int(raw.headers["x-occ-compressed-tokens"]),
     )
-    assert compressed <= original // 4 + 3  # cache-stable: the rate applies to each message, not the framing
+    # cache-stable chat policy: the rate applies to the compressible text; the question (7 tokens) and the
+    # message framing are kept on top of it
+    assert compressed <= original // 4 + 16
     assert raw.parse().usage.prompt_tokens < original // 2
 
 

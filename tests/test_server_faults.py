@@ -17,7 +17,7 @@ import httpx
 import openai
 import pytest
 
-from occ_research.server import Route, Settings, create_app
+from occ_research.server import Route, Settings, _routes, create_app
 from occ_research.strategies._rankers import Bm25Strategy
 from tests import test_server
 from tests.test_server import KEY, LONG, THREADS, UPSTREAM_EVENTS, sdk
@@ -205,3 +205,35 @@ def test_compression_over_budget_forwards_the_original_and_bounds_abandoned_work
     assert calls == ["started", "finished"]
     raw = client.chat.completions.with_raw_response.create(model="gpt-4o", messages=messages)  # type: ignore[arg-type]
     assert raw.headers["x-occ-compression"] == "on"
+
+
+def test_an_unexpected_error_is_a_500_that_tells_nothing(proxy: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fault injected: a check in the chat route raises. The route answers it itself (it runs past
+    Starlette's middleware): OpenAI's error shape, a request id, no word of the exception."""
+
+    def broken(*args: Any) -> Any:
+        raise RuntimeError(f"internal detail {UPSTREAM_KEY}")
+
+    monkeypatch.setattr(_routes, "read_control", broken)
+    response = httpx.post(
+        f"{proxy}/v1/chat/completions",
+        headers=JSON_AUTH,
+        json={"model": "gpt-4o", "messages": [{"role": "user", "content": "Hi"}]},
+    )
+    assert response.status_code == 500 and response.headers["x-request-id"]
+    assert response.json() == {
+        "error": {"message": "internal error", "type": "server_error", "param": None, "code": None}
+    }
+    assert "internal detail" not in response.text and UPSTREAM_KEY not in response.text
+
+
+def test_of_a_repeated_header_the_first_counts(proxy: str) -> None:
+    body = {"model": "gpt-4o", "messages": [{"role": "user", "content": "Hi"}]}
+    for first, second, status in [(KEY, "wrong", 200), ("wrong", KEY, 401)]:
+        headers = [
+            ("authorization", f"Bearer {first}"),
+            ("authorization", f"Bearer {second}"),
+            ("content-type", "application/json"),
+        ]
+        response = httpx.post(f"{proxy}/v1/chat/completions", headers=headers, json=body)
+        assert response.status_code == status

@@ -7,6 +7,7 @@ raw sockets. Fake: the paid upstream is the echoing upstream of ``test_server.py
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import socket
@@ -15,11 +16,14 @@ from typing import Any
 
 import httpx
 import pytest
+from starlette.responses import Response
 
 from occ_research.cli import main
 from occ_research.server import Route, Settings, SettingsError, create_app
 from occ_research.server._compression import selectable_presets
 from occ_research.server._protocol import HTTPTOOLS
+from occ_research.server._relay import Interrupt
+from occ_research.server._routes import read_body
 from occ_research.strategies import make_strategy, runs_model
 from tests import test_server
 from tests.test_server import KEY, LONG, THREADS
@@ -285,3 +289,52 @@ def test_occ_serve_exits_2_with_one_line(
     assert main(["serve", "--config", str(config), "--port", "1"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and words in err and "Traceback" not in err
+
+
+def test_only_the_bodys_own_deadline_becomes_a_408() -> None:
+    """``read_body`` with a client that never sends its body: its deadline gives a 408, a client hanging up
+    a 499 (no answer), and a cancellation from elsewhere (the server stopping) goes on, even one that
+    comes together with the deadline."""
+
+    async def silent() -> dict[str, Any]:
+        await asyncio.Event().wait()
+        return {}
+
+    async def gone() -> dict[str, Any]:
+        return {"type": "http.disconnect"}
+
+    async def interrupted(also_cancelled: bool) -> str:
+        async def waiting(interrupts: list[Interrupt]) -> str:
+            interrupts.append(Interrupt())
+            try:
+                await asyncio.Event().wait()
+            except asyncio.CancelledError:
+                if not interrupts[0].caught():
+                    raise
+            return "absorbed"
+
+        interrupts: list[Interrupt] = []
+        task = asyncio.create_task(waiting(interrupts))
+        await asyncio.sleep(0)
+        interrupts[0]()  # the deadline ...
+        if also_cancelled:
+            task.cancel()  # ... and the server stopping, at once
+        try:
+            return await task
+        except asyncio.CancelledError:
+            return "cancelled"
+
+    async def run() -> None:
+        timed_out = await read_body(silent, {}, 1000, 0.05)
+        assert isinstance(timed_out, Response) and timed_out.status_code == 408
+        hung_up = await read_body(gone, {}, 1000, 60)
+        assert isinstance(hung_up, Response) and hung_up.status_code == 499
+        stopping = asyncio.create_task(read_body(silent, {}, 1000, 60))
+        await asyncio.sleep(0)
+        stopping.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await stopping
+        assert await interrupted(also_cancelled=False) == "absorbed"
+        assert await interrupted(also_cancelled=True) == "cancelled"
+
+    asyncio.run(run())

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 import uuid
 from collections.abc import Iterator
@@ -15,9 +16,12 @@ from typing import Any
 
 import httpx
 import pytest
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
 from occ_research.server import Route, Settings, create_app
+from occ_research.server._observe import LoopCounter, LoopHistogram
 from tests import test_server
 from tests.test_chat import chat
 from tests.test_server import KEY, LONG, THREADS, sdk
@@ -160,3 +164,36 @@ def test_access_log_is_off_by_default(
     )
     assert response.status_code == 200 and response.headers["x-request-id"]
     assert access_records == []
+
+
+def test_the_per_request_metrics_read_as_prometheus_clients_own() -> None:
+    """They are kept as plain numbers; scraped, they read as prometheus-client's ``Counter`` and
+    ``Histogram`` fed the same values (bucket bounds included: a value on a bound falls in its bucket)."""
+    counter = LoopCounter("c", "A counter", ("kind",), [("start",)])
+    histogram = LoopHistogram("h", "A histogram", ("upstream",), (0.1, 1.0))
+    ours = CollectorRegistry()
+    ours.register(Both(counter, histogram))
+    reference = CollectorRegistry()
+    reference_counter = Counter("c", "A counter", ["kind"], registry=reference)
+    reference_counter.labels("start")
+    reference_histogram = Histogram("h", "A histogram", ["upstream"], buckets=(0.1, 1.0), registry=reference)
+    for kind, amount in [("a", 1), ("b", 2.5), ("a", 3)]:
+        counter.inc((kind,), amount)
+        reference_counter.labels(kind).inc(amount)
+    for upstream, value in [("x", 0.05), ("x", 0.1), ("y", 0.5), ("x", 3.0)]:
+        histogram.observe((upstream,), value)
+        reference_histogram.labels(upstream).observe(value)
+
+    def scraped(registry: CollectorRegistry) -> str:  # creation times differ by microseconds
+        return re.sub(r"(_created\S*) \S+", r"\1 T", generate_latest(registry).decode())
+
+    assert scraped(ours) == scraped(reference)
+
+
+class Both:
+    def __init__(self, *metrics: LoopCounter | LoopHistogram) -> None:
+        self.metrics = metrics
+
+    def collect(self) -> Iterator[Metric]:
+        for metric in self.metrics:
+            yield metric.collect()

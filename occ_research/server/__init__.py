@@ -15,7 +15,7 @@ _observe.py     Prometheus metrics and the access log
 _protocol.py    uvicorn's HTTP protocols (h11, httptools) with header timeout and size limit
 _routes.py      the HTTP routes
 _state.py       what the app holds while it runs
-_app.py         the app factory and its lifespan
+_app.py         the app factory, its lifespan, the hot route's shortcut past Starlette's layers
 """
 
 from ..exceptions import SettingsError

@@ -10,9 +10,9 @@ from __future__ import annotations
 import functools
 import hmac
 import ipaddress
+from collections.abc import Mapping
 from urllib.parse import urlsplit
 
-from starlette.requests import Request
 from starlette.responses import Response
 
 from ._wire import error
@@ -33,8 +33,8 @@ def parse_keys(text: str) -> list[str]:
     return keys
 
 
-def authorised(request: Request, keys: tuple[str, ...]) -> bool:
-    header = request.headers.get("authorization", "")
+def authorised(headers: Mapping[bytes, bytes], keys: tuple[str, ...]) -> bool:
+    header = headers.get(b"authorization", b"").decode("latin-1")
     given = header[7:] if header[:7].lower() == "bearer " else ""
     # compare against every key, always, in constant time per key
     return any([hmac.compare_digest(given.encode(), k.encode()) for k in keys]) and bool(given)
@@ -56,22 +56,22 @@ def is_loopback_host(host: str) -> bool:
         return False
 
 
-def guard(request: Request, keys: tuple[str, ...]) -> Response | None:
+def guard(headers: Mapping[bytes, bytes], keys: tuple[str, ...]) -> Response | None:
     """None if the request may go on, else the error response: 401 without a valid key; in no-keys mode,
-    403 for a ``Host`` or ``Origin`` that is not this machine."""
+    403 for a ``Host`` or ``Origin`` that is not this machine. ``headers``: ``routes.request_headers``."""
     if keys:
-        if authorised(request, keys):
+        if authorised(headers, keys):
             return None
         return error(401, "invalid or missing API key", code="invalid_api_key")
-    if not is_loopback_host(request.headers.get("host", "")):
+    if not is_loopback_host(headers.get(b"host", b"").decode("latin-1")):
         return error(
             403,
             "without API keys this server answers only requests addressed to a loopback host",
             kind="permission_error",
             code="host_not_allowed",
         )
-    origin = request.headers.get("origin")
-    if origin is not None and not is_loopback_host(urlsplit(origin).netloc):
+    origin = headers.get(b"origin")
+    if origin is not None and not is_loopback_host(urlsplit(origin.decode("latin-1")).netloc):
         return error(
             403,
             "without API keys this server refuses requests from web pages of other origins",

@@ -10,14 +10,20 @@ upstream route (``gpt-*``, ``local``, ``unknown``), never a client's model name.
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import json
 import logging
+import os
 import time
-import uuid
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.samples import Sample
+from prometheus_client.utils import floatToGoString
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 ROUTES = frozenset({"/v1/chat/completions", "/v1/models", "/healthz", "/metrics"})
@@ -25,7 +31,7 @@ OUTCOMES = ("on", "off", "skipped-short", "skipped-kind", "failed", "over-budget
 access_log = logging.getLogger("occ_research.server.access")
 
 
-@dataclass
+@dataclass(slots=True)
 class RequestRecord:
     """One request as the metrics and the access log see it: numbers and bounded words, never a key or
     prompt text."""
@@ -47,72 +53,139 @@ class RequestRecord:
 
 
 class Metrics:
-    """The server's counters and histograms, in a registry of their own."""
+    """The server's counters and histograms, in a registry of their own. Those counted per request are
+    plain numbers (``LoopCounter``, ``LoopHistogram``) that this collector exports when scraped, in the
+    same form as prometheus-client's own metrics: those take a lock and check their labels on each update,
+    3% of a relayed request's instructions. Only the event loop counts them."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
-        r = self.registry
-        self.requests = Counter("occ_requests", "Requests answered", ["route", "status", "model"], registry=r)
-        self.prompt_tokens = Counter(
+        self.requests = LoopCounter("occ_requests", "Requests answered", ("route", "status", "model"))
+        self.prompt_tokens = LoopCounter(
             "occ_prompt_tokens",
             "Prompt tokens of compressed requests: as received (in), as forwarded (out), saved (in - out)",
-            ["kind"],
-            registry=r,
+            ("kind",),
+            (("in",), ("out",), ("saved",)),
         )
-        self.compressions = Counter("occ_compressions", "Compression outcomes", ["outcome"], registry=r)
-        self.compression_seconds = Histogram(
+        self.compressions = LoopCounter(
+            "occ_compressions", "Compression outcomes", ("outcome",), [(o,) for o in OUTCOMES]
+        )
+        self.compression_seconds = LoopHistogram(
             "occ_compression_seconds",
             "Time compression took (abandoned ones: until abandoned)",
-            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
-            registry=r,
+            (),
+            (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
         )
-        self.upstream_seconds = Histogram(
+        self.upstream_seconds = LoopHistogram(
             "occ_upstream_seconds",
             "Time from sending a request upstream to the upstream's response headers",
-            ["upstream"],
-            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0),
-            registry=r,
+            ("upstream",),
+            (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0),
         )
-        self.message_cache = Counter(
+        self.message_cache = LoopCounter(
             "occ_message_cache_lookups",
             "Lookups in the compression workers' memo of compressed messages (cache-stable mode), by outcome",
-            ["outcome"],
-            registry=r,
+            ("outcome",),
+            (("hit",), ("miss",)),
         )
+        self.registry.register(self)
+        # updated from other threads, or read when scraped: prometheus-client's own objects
         self.worker_restarts = Counter(
             "occ_compression_worker_restarts",
             "Compression workers replaced: killed for not stopping at a deadline, or found dead",
-            registry=r,
+            registry=self.registry,
         )
         self.compression_waiting = Gauge(
             "occ_compression_waiting",
             "Compressions waiting for a free worker (bounded by compression_queue)",
-            registry=r,
+            registry=self.registry,
         )
-        for outcome in ("hit", "miss"):
-            self.message_cache.labels(outcome)
-        for kind in ("in", "out", "saved"):
-            self.prompt_tokens.labels(kind)
-        for outcome in OUTCOMES:
-            self.compressions.labels(outcome)
 
     def observe(self, record: RequestRecord) -> None:
-        self.requests.labels(record.route, str(record.status), record.model or "none").inc()
+        model = record.model or "none"
+        self.requests.inc((record.route, str(record.status), model))
         if record.compression:
-            self.compressions.labels(record.compression).inc()
+            self.compressions.inc((record.compression,))
         if record.original_tokens is not None:
             out = record.compressed_tokens if record.compressed_tokens is not None else record.original_tokens
-            self.prompt_tokens.labels("in").inc(record.original_tokens)
-            self.prompt_tokens.labels("out").inc(out)
-            self.prompt_tokens.labels("saved").inc(record.original_tokens - out)
+            self.prompt_tokens.inc(("in",), record.original_tokens)
+            self.prompt_tokens.inc(("out",), out)
+            self.prompt_tokens.inc(("saved",), record.original_tokens - out)
         if record.cache_hits:
-            self.message_cache.labels("hit").inc(record.cache_hits)
+            self.message_cache.inc(("hit",), record.cache_hits)
         if record.cache_misses:
-            self.message_cache.labels("miss").inc(record.cache_misses)
+            self.message_cache.inc(("miss",), record.cache_misses)
         if record.compression_ms is not None:
-            self.compression_seconds.observe(record.compression_ms / 1000)
+            self.compression_seconds.observe((), record.compression_ms / 1000)
         if record.upstream_ms is not None:
-            self.upstream_seconds.labels(record.model or "none").observe(record.upstream_ms / 1000)
+            self.upstream_seconds.observe((model,), record.upstream_ms / 1000)
+
+    def collect(self) -> Iterator[Metric]:
+        for metric in (
+            self.requests,
+            self.prompt_tokens,
+            self.compressions,
+            self.compression_seconds,
+            self.upstream_seconds,
+            self.message_cache,
+        ):
+            yield metric.collect()
+
+
+class LoopCounter:
+    """A labelled counter as plain numbers (no lock: one thread counts), exported like prometheus-client's
+    ``Counter``; ``labelled`` are the label values shown at 0 from the start."""
+
+    def __init__(
+        self, name: str, documentation: str, labels: tuple[str, ...], labelled: Iterable[tuple[str, ...]] = ()
+    ) -> None:
+        self.name, self.documentation, self.labels = name, documentation, labels
+        self.values: dict[tuple[str, ...], float] = {}
+        self.created: dict[tuple[str, ...], float] = {}
+        for values in labelled:
+            self.inc(values, 0)
+
+    def inc(self, values: tuple[str, ...], amount: float = 1) -> None:
+        if values in self.values:
+            self.values[values] += amount
+        else:
+            self.values[values], self.created[values] = amount, time.time()
+
+    def collect(self) -> Metric:
+        family = CounterMetricFamily(self.name, self.documentation, labels=self.labels)
+        for values, value in self.values.items():
+            family.add_metric(values, value, created=self.created[values])
+        return family
+
+
+class LoopHistogram:
+    """A labelled histogram as plain numbers (no lock: one thread counts), exported like prometheus-client's
+    ``Histogram``."""
+
+    def __init__(self, name: str, documentation: str, labels: tuple[str, ...], buckets: tuple[float, ...]):
+        self.name, self.documentation, self.labels, self.bounds = name, documentation, labels, buckets
+        self.counts: dict[tuple[str, ...], list[int]] = {}  # per bucket, not cumulative; the last: +Inf
+        self.sums: dict[tuple[str, ...], float] = {}
+        self.created: dict[tuple[str, ...], float] = {}
+
+    def observe(self, values: tuple[str, ...], amount: float) -> None:
+        counts = self.counts.get(values)
+        if counts is None:
+            counts = self.counts[values] = [0] * (len(self.bounds) + 1)
+            self.sums[values], self.created[values] = 0.0, time.time()
+        counts[bisect.bisect_left(self.bounds, amount)] += 1  # the first bucket whose bound >= amount
+        self.sums[values] += amount
+
+    def collect(self) -> Metric:
+        family = HistogramMetricFamily(self.name, self.documentation, labels=self.labels)
+        bounds = [*map(floatToGoString, self.bounds), "+Inf"]
+        for values, counts in self.counts.items():
+            family.add_metric(
+                values, list(zip(bounds, itertools.accumulate(counts), strict=True)), self.sums[values]
+            )
+            labels = dict(zip(self.labels, values, strict=True))
+            family.samples.append(Sample(f"{self.name}_created", labels, self.created[values]))
+        return family
 
 
 class Observer:
@@ -128,7 +201,8 @@ class Observer:
             await self.app(scope, receive, send)
             return
         path = scope["path"]
-        record = RequestRecord(uuid.uuid4().hex, scope["method"], path if path in ROUTES else "other")
+        # 32 random hex digits, like a uuid4 without the object around it
+        record = RequestRecord(os.urandom(16).hex(), scope["method"], path if path in ROUTES else "other")
         state: dict[str, Any] = scope.setdefault("state", {})
         state["record"] = record
         started = time.perf_counter()

@@ -107,4 +107,5 @@ def uvicorn_options(settings: Settings, http: str = "auto") -> dict[str, Any]:
         "timeout_keep_alive": max(1, round(settings.keep_alive_timeout)),
         "h11_max_incomplete_event_size": MAX_HEADER_BYTES,
         "proxy_headers": False,  # the server reads no client address: no X-Forwarded-* rewriting per request
+        "server_header": False,  # "server: uvicorn" tells a prober the stack, and every header costs per answer
     }

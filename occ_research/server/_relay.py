@@ -23,8 +23,8 @@ from typing import Any
 
 import aiohttp
 from multidict import CIMultiDictProxy
-from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.types import Receive
 
 from ._wire import (
     RELAYED_HEADERS,
@@ -40,42 +40,65 @@ from ._wire import (
 
 MAX_EVENT_BYTES = 8 * 1024 * 1024  # a single event larger than this ends the stream
 CLIENT_CLOSED = 499  # the client went away before the answer (nginx's word for it)
+WATCH_AFTER = 0.05  # seconds into a request when its connection starts being watched for a disconnect
 
 
 def relayed_headers(upstream: CIMultiDictProxy[str]) -> dict[str, str]:
     """The upstream headers a client must see: retry hints and rate-limit state."""
     return {
-        name.lower(): value
+        low: value
         for name, value in upstream.items()
-        if name.lower() in RELAYED_HEADERS or name.lower().startswith(RELAYED_PREFIX)
+        if (low := name.lower()) in RELAYED_HEADERS or low.startswith(RELAYED_PREFIX)
     }
 
 
-async def unless_disconnected(request: Request, work: Callable[[], Awaitable[Response]]) -> Response:
-    """``work()``, cancelled if the client disconnects first (its body must have been read already): the
-    upstream request is dropped, an abandoned compression gives its place back. A plain asyncio task
-    watches the connection: an anyio task group per request cost more than the rest of the relay."""
-    task = asyncio.current_task()
-    assert task is not None
-    gone = False
+class Interrupt:
+    """Cancels the task that made it, when called (by a timer, by a watcher), and tells that cancellation
+    apart from any other afterwards: what ``asyncio.timeout`` does for a deadline, with a plain timer, for
+    a third of its cost (``asyncio.timeout`` was 3% of a relayed request's instructions)."""
+
+    def __init__(self) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self.task, self.cancelling, self.fired = task, task.cancelling(), False
+
+    def __call__(self) -> None:
+        self.fired = True
+        self.task.cancel()
+
+    def caught(self) -> bool:
+        """In an ``except CancelledError``: True if this interrupt alone caused it (it is then absorbed, and
+        the task goes on); False if it came from elsewhere too (the server stopping), to be re-raised."""
+        return self.fired and self.task.uncancel() <= self.cancelling
+
+
+async def unless_disconnected(receive: Receive, work: Callable[[], Awaitable[Response]]) -> Response:
+    """``work()``, cancelled if the client disconnects first (``receive``: the request's ASGI channel, its
+    body read already): the upstream request is dropped, an abandoned compression gives its place back.
+    A task watches the connection from ``WATCH_AFTER`` seconds on: one from the start cost 5% of a relayed
+    request's instructions, and an answer that comes sooner leaves nothing worth cancelling."""
+    interrupt, watcher = Interrupt(), None
 
     async def watch() -> None:
-        nonlocal gone
-        while (await request.receive())["type"] != "http.disconnect":
+        while (await receive())["type"] != "http.disconnect":
             pass
-        gone = True
-        task.cancel()
+        interrupt()
 
-    watcher = asyncio.create_task(watch())
+    def start_watching() -> None:
+        nonlocal watcher
+        watcher = asyncio.create_task(watch())
+
+    later = asyncio.get_running_loop().call_later(WATCH_AFTER, start_watching)
     try:
         return await work()
     except asyncio.CancelledError:
-        if not gone:  # cancelled from elsewhere (the server stopping): not ours to swallow
+        if not interrupt.caught():  # cancelled from elsewhere: not ours to swallow
             raise
-        task.uncancel()
         return Response(status_code=CLIENT_CLOSED)
     finally:
-        watcher.cancel()
+        later.cancel()
+        if watcher is not None:
+            watcher.cancel()
 
 
 async def forward(

@@ -15,25 +15,53 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.types import Receive, Scope, Send
 
 from .._messages import validate_messages
 from ..exceptions import OCCError
 from ._auth import guard
 from ._compression import compress
 from ._observe import RequestRecord
-from ._relay import forward, unless_disconnected
+from ._relay import CLIENT_CLOSED, Interrupt, forward, unless_disconnected
 from ._state import ServerState
 from ._wire import CONTROL_FIELDS, error, parse_json
 
 JSON_TYPES = ("application/json",)
+CHAT_PATH = "/v1/chat/completions"
 
 
-async def chat_completions(request: Request) -> Response:
-    server: ServerState = request.state.server
-    refused = guard(request, server.settings.api_keys)
+class ChatCompletions:
+    """``POST /v1/chat/completions``, the hot route, as a bare ASGI app (a class, so that Starlette's
+    ``Route`` mounts it as one): state, headers and body come straight from ASGI, with no ``Request``
+    object. ``app.Shortcut`` calls it past Starlette's middleware, so it answers an unexpected error
+    itself, as Starlette's server-error middleware would: a 500 in OpenAI's shape, then the exception goes
+    on to uvicorn's log."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        state = scope["state"]
+        record = state.get("record") or RequestRecord("", "POST", CHAT_PATH)
+        try:
+            response = await _chat(state["server"], record, request_headers(scope), receive)
+        except Exception:
+            await internal_error()(scope, receive, send)
+            raise
+        await response(scope, receive, send)
+
+
+def request_headers(scope: Scope) -> dict[bytes, bytes]:
+    """The request's headers as ASGI has them, by lower-case name; of a repeated header the first wins, as
+    in Starlette's ``Headers``. Values are decoded where read (Latin-1): a request carries many headers and
+    the server reads a few."""
+    return dict(reversed(scope["headers"]))
+
+
+async def _chat(
+    server: ServerState, record: RequestRecord, headers: dict[bytes, bytes], receive: Receive
+) -> Response:
+    refused = guard(headers, server.settings.api_keys)
     if refused is not None:
         return refused
-    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    media_type = headers.get(b"content-type", b"").decode("latin-1").split(";")[0].strip().lower()
     if media_type not in JSON_TYPES:
         return error(
             415,
@@ -41,14 +69,16 @@ async def chat_completions(request: Request) -> Response:
             code="unsupported_media_type",
         )
     try:
-        return await _complete(request, server)
+        return await _complete(server, record, headers, receive)
     except RecursionError:  # anything nested deeper than Python follows: a bad body, not a crash
         return error(400, "the body is nested too deeply", code="nesting_too_deep")
 
 
-async def _complete(request: Request, server: ServerState) -> Response:
-    settings, record = server.settings, _record(request)
-    body = await read_body(request, settings.max_body_bytes, settings.body_timeout)
+async def _complete(
+    server: ServerState, record: RequestRecord, headers: dict[bytes, bytes], receive: Receive
+) -> Response:
+    settings = server.settings
+    body = await read_body(receive, headers, settings.max_body_bytes, settings.body_timeout)
     if isinstance(body, Response):
         return body
     control = read_control(body.pop("occ", None), server.presets.selectable)
@@ -63,9 +93,9 @@ async def _complete(request: Request, server: ServerState) -> Response:
     record.model = route.label if route is not None else "local"
 
     async def answer() -> Response:
-        headers, forwarded = await _compress(request, server, body, control)
+        response_headers, forwarded = await _compress(server, record, headers, body, control)
         if route is None:
-            return await server.local.respond(forwarded, headers)
+            return await server.local.respond(forwarded, response_headers)
         upstream_headers = {"content-type": "application/json"}
         key = settings.keys.get(route.key_env, "")
         if key:
@@ -77,7 +107,7 @@ async def _complete(request: Request, server: ServerState) -> Response:
                 f"{route.base_url.rstrip('/')}/chat/completions",
                 forwarded,
                 upstream_headers,
-                headers,
+                response_headers,
                 tuple(settings.keys.values()),
                 timing,
             )
@@ -85,20 +115,18 @@ async def _complete(request: Request, server: ServerState) -> Response:
             if "upstream_s" in timing:
                 record.upstream_ms = round(timing["upstream_s"] * 1000, 3)
 
-    return await unless_disconnected(request, answer)
-
-
-def _record(request: Request) -> RequestRecord:
-    record = getattr(request.state, "record", None)
-    return record if isinstance(record, RequestRecord) else RequestRecord("", request.method, "")
+    return await unless_disconnected(receive, answer)
 
 
 async def _compress(
-    request: Request, server: ServerState, body: dict[str, Any], control: dict[str, Any]
+    server: ServerState,
+    record: RequestRecord,
+    headers: dict[bytes, bytes],
+    body: dict[str, Any],
+    control: dict[str, Any],
 ) -> tuple[dict[str, str], dict[str, Any]]:
     """Response headers and the body to forward (compressed messages, or the original ones)."""
-    record = _record(request)
-    if request.headers.get("x-occ-compress", "on").lower() == "off" or control.get("compress") is False:
+    if headers.get(b"x-occ-compress", b"").lower() == b"off" or control.get("compress") is False:
         record.compression = "off"
         return {"x-occ-compression": "off"}, body
     outcome = await compress(server.pool, control.get("preset"), server.presets, control, body)
@@ -111,23 +139,36 @@ async def _compress(
     return outcome.headers, forwarded
 
 
-async def read_body(request: Request, limit: int, timeout: float) -> dict[str, Any] | Response:
+async def read_body(
+    receive: Receive, headers: dict[bytes, bytes], limit: int, timeout: float
+) -> dict[str, Any] | Response:
     """The request body as a checked JSON object, or the error response: 413 over ``limit`` bytes, 408
     if it takes longer than ``timeout`` seconds to arrive (a slow client holds a connection), 400 for bad
-    JSON (``NaN`` and ``Infinity`` included) or a body that is not a chat request."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    JSON (``NaN`` and ``Infinity`` included) or a body that is not a chat request; a client that hangs up
+    meanwhile gets no answer (logged as 499)."""
+    declared = headers.get(b"content-length", b"")
+    if declared.isdigit() and int(declared) > limit:
         return error(413, f"request body over {limit} bytes", code="request_too_large")
-    chunks, size = [], 0
+    chunks: list[bytes] = []
+    size, more = 0, True
+    interrupt = Interrupt()
+    deadline = asyncio.get_running_loop().call_later(timeout, interrupt)
     try:
-        async with asyncio.timeout(timeout):
-            async for chunk in request.stream():
-                size += len(chunk)
-                if size > limit:
-                    return error(413, f"request body over {limit} bytes", code="request_too_large")
-                chunks.append(chunk)
-    except TimeoutError:
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return Response(status_code=CLIENT_CLOSED)
+            chunk, more = message.get("body", b""), message.get("more_body", False)
+            size += len(chunk)
+            if size > limit:
+                return error(413, f"request body over {limit} bytes", code="request_too_large")
+            chunks.append(chunk)
+    except asyncio.CancelledError:
+        if not interrupt.caught():
+            raise
         return error(408, f"the body did not arrive within {timeout:g} s", code="request_timeout")
+    finally:
+        deadline.cancel()
     try:
         body = parse_json(b"".join(chunks))
     except (ValueError, UnicodeDecodeError):
@@ -179,7 +220,7 @@ def read_control(control: object, presets: Any) -> dict[str, Any] | Response:
 
 async def models(request: Request) -> Response:
     server: ServerState = request.state.server
-    refused = guard(request, server.settings.api_keys)
+    refused = guard(request_headers(request.scope), server.settings.api_keys)
     if refused is not None:
         return refused
     names = ["local", *(r.label for r in server.settings.routes)]
@@ -189,7 +230,7 @@ async def models(request: Request) -> Response:
 
 async def metrics(request: Request) -> Response:
     server: ServerState = request.state.server
-    refused = guard(request, server.settings.api_keys)
+    refused = guard(request_headers(request.scope), server.settings.api_keys)
     if refused is not None:
         return refused
     return Response(generate_latest(server.metrics.registry), media_type=CONTENT_TYPE_LATEST)
@@ -208,4 +249,9 @@ async def http_error(request: Request, exc: Exception) -> Response:
 
 
 async def server_error(request: Request, exc: Exception) -> Response:
+    return internal_error()
+
+
+def internal_error() -> Response:
+    """The answer to an unexpected error: nothing about it reaches the client."""
     return error(500, "internal error", kind="server_error")

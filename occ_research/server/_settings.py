@@ -99,8 +99,11 @@ class Settings:
         """The upstream for a model name (longest matching prefix); None = the local model."""
         if model == "local":
             return None
-        matching = [r for r in self.routes if model.startswith(r.prefix)]
-        return max(matching, key=lambda r: len(r.prefix)) if matching else None
+        found = None
+        for route in self.routes:  # a loop, not max(): this runs for every request
+            if model.startswith(route.prefix) and (found is None or len(route.prefix) > len(found.prefix)):
+                found = route
+        return found
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> Settings:

@@ -48,10 +48,13 @@ def _no_constants(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
+_DECODER = json.JSONDecoder(parse_constant=_no_constants)  # made once: json.loads would make one per call
+
+
 def parse_json(raw: bytes) -> Any:
     """JSON as RFC 8259 has it: ``NaN``, ``Infinity`` and ``-Infinity`` are refused (``ValueError``), since
-    an upstream would refuse them too."""
-    return json.loads(raw, parse_constant=_no_constants)
+    an upstream would refuse them too. Bytes in any encoding ``json.loads`` reads."""
+    return _DECODER.decode(raw.decode(json.detect_encoding(raw), "surrogatepass"))
 
 
 def sse(data: dict[str, Any]) -> bytes:
