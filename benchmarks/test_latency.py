@@ -18,7 +18,9 @@ from occ_research.strategies import STRATEGIES, make_strategy
 
 SIZES = [1_000, 10_000, 100_000]
 RATE = 0.25
-MODEL_BASED = {"embed", "selfinfo", "summarize"}  # measured per 1k tokens in test_model_latency.py
+#: strategies that run a model per prompt: measured per 1k tokens in test_model_latency.py (embed, selfinfo,
+#: summarize), or compared as a peer (llmlingua, README "Against the peer")
+MODEL_BASED = {n for n in STRATEGIES.names() if STRATEGIES.get(n).uses_model}
 
 
 @cache

@@ -36,7 +36,7 @@ class CompressOptions(TypedDict, total=False):
     ``Strategy.compress``, ``occ_research.compress`` and ``prepare`` (defaults in ``DEFAULT_OPTIONS``).
 
     ``rate``: the kept fraction of the prompt's tokens (0 < rate <= 1; in a conversation, of the tokens the
-    chat policy lets change, see ``compressible_tokens``), or ``target_tokens`` (a cap on the whole
+    chat policy lets change, see ``tokens_to_remove``), or ``target_tokens`` (a cap on the whole
     prompt); neither means the strategy removes only what it always removes (duplicates, for ``dedup``).
     ``rate="auto"``: a ranking strategy sets the budget per prompt, keeping what scores close to the best
     and stopping where relevance falls off, between its ``auto_min`` and ``auto_max`` fractions
@@ -159,7 +159,7 @@ def prepare(prompt: str | Sequence[Mapping[str, Any]], options: CompressOptions)
     )
     plans = slot_plans(slots, modes, located, policy)
     if is_chat and fraction is not None:  # the rate applies to what the chat policy lets change
-        target = original - compressible_tokens(slots, plans, model, memo, fraction)
+        target = original - tokens_to_remove(slots, plans, model, memo, fraction)
     questions = (
         exchange_questions(messages, slots, question)
         if cache_stable and messages and not isinstance(prompt, str)
@@ -189,7 +189,7 @@ def prepare(prompt: str | Sequence[Mapping[str, Any]], options: CompressOptions)
     )
 
 
-def compressible_tokens(
+def tokens_to_remove(
     slots: Sequence[Slot],
     plans: Sequence[SlotPlan],
     model: str,

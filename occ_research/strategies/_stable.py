@@ -26,7 +26,7 @@ from .._messages import Message
 from .._tokens import count_messages_tokens
 from ..exceptions import InvalidParameterError
 from ._policy import Mode, slot_plans
-from ._prepare import Prepared, compressible_tokens
+from ._prepare import Prepared, tokens_to_remove
 from ._results import CompressionResult, TraceEntry
 
 
@@ -107,7 +107,7 @@ def compress_stable(
             continue
         removed = 0
         if target is not None and job.rate is not None:
-            removed = compressible_tokens(job.slots, job.plans, job.model, job.memo, job.rate, message=i)
+            removed = tokens_to_remove(job.slots, job.plans, job.model, job.memo, job.rate, message=i)
             target -= removed
         key = _digest(chain, mode, job.questions[i] if job.questions else job.question)
         done = cache.get(key) if cache is not None else None
