@@ -13,7 +13,14 @@ from occ_research import ChatPolicy, DatasetError, SuiteError, compress, load_pr
 from occ_research.evals import Row, load_examples, read_policy, select_winners, write_policy
 from occ_research.evals._metrics import METRICS, bootstrap_ratio, last_number, rouge, token_f1
 from occ_research.evals._report import pareto_front, summarize_run, upper_staircase, write_report
-from occ_research.evals._runner import StrategyEntry, compress_cell, load_rows, load_suite, run_suite
+from occ_research.evals._runner import (
+    DatasetEntry,
+    StrategyEntry,
+    compress_cell,
+    load_rows,
+    load_suite,
+    run_suite,
+)
 from occ_research.llm import LLM
 
 
@@ -267,4 +274,32 @@ def test_a_strategy_entry_can_compress_the_way_the_server_does(tmp_path: Path) -
             f'strategies = [{{ strategy = "bm25", label = "b", options = {bad} }}]\n', encoding="utf-8"
         )
         with pytest.raises(SuiteError, match="options"):
+            load_suite(path)
+
+
+def test_dataset_entries_are_checked_when_the_suite_is_read(tmp_path: Path) -> None:
+    """A typo in a ``[[datasets]]`` table (name, loader option, count, metric) is a ``SuiteError`` naming it,
+    before any example is loaded; a good entry reads back the same from the manifest's record."""
+    path = tmp_path / "suite.toml"
+    good = 'name = "nq-multidoc"\nn = 3\ndocuments = 4\nn_read = 0\nmetric = "f1"'
+    path.write_text(f'strategies = ["bm25"]\n[[datasets]]\n{good}\n', encoding="utf-8")
+    entry = load_suite(path).datasets[0]
+    assert (entry.name, entry.options, entry.n_read, entry.n_likelihood) == (
+        "nq-multidoc",
+        {"n": 3, "documents": 4},
+        0,
+        None,
+    )
+    assert entry.metric().name == "f1" and entry.kind == "rag"
+    assert DatasetEntry.parse(entry.record()) == entry
+    for bad, named in (
+        ('name = "nq-multidok"', "did you mean 'nq-multidoc'"),
+        ('name = "nq-multidoc"\ndocs = 5', "unknown option 'docs'"),
+        ('name = "nq-multidoc"\nn_read = -1', "n_read must be a non-negative integer"),
+        ('name = "nq-multidoc"\nn = "10"', "n must be a non-negative integer"),
+        ('name = "nq-multidoc"\nmetric = "acc"', "unknown metric 'acc'"),
+        ("n = 3", "a dataset entry is a table with a 'name'"),
+    ):
+        path.write_text(f'strategies = ["bm25"]\n[[datasets]]\n{bad}\n', encoding="utf-8")
+        with pytest.raises(SuiteError, match=named):
             load_suite(path)

@@ -153,10 +153,10 @@ def test_a_texts_vector_is_the_sum_of_its_words() -> None:
 def test_keeps_the_answer_on_nq_and_fills_the_budget(nq_examples: list[Example], rate: float) -> None:
     strategy = make_strategy("hybrid")
     results = [strategy.compress(e.messages, rate=rate) for e in nq_examples]
-    for result in results:  # never over the asked rate; at most 5% under, or 6 tokens on a tiny budget
+    for result in results:  # never over the asked rate, at most 5% under (16x: targets of 60-80 tokens)
         target = result.target_tokens
         assert target is not None and result.compressed_tokens <= target
-        assert result.compressed_tokens >= min(0.95 * target, target - 6)
+        assert result.compressed_tokens >= 0.95 * target
     if rate == 0.125:
         kept = [
             contains_answer(str(r.messages[0]["content"]), e.answers)

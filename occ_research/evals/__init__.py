@@ -23,7 +23,16 @@ from ._evaluate import evaluate, find_suite
 from ._likelihood import AnswerScorer, help_retained
 from ._metrics import METRICS, Metric, bootstrap_ratio, contains_answer, register_metric
 from ._report import likelihood_vs_reader, markdown_table, summarize_run, write_report
-from ._runner import Row, StrategyEntry, Suite, check_sample_sizes, load_rows, load_suite, run_suite
+from ._runner import (
+    DatasetEntry,
+    Row,
+    StrategyEntry,
+    Suite,
+    check_sample_sizes,
+    load_rows,
+    load_suite,
+    run_suite,
+)
 from ._select import Rule, Winner, select_winners, write_policy
 from ._stats import (
     Interval,
@@ -39,6 +48,7 @@ __all__ = [
     "KINDS",
     "METRICS",
     "AnswerScorer",
+    "DatasetEntry",
     "DatasetSpec",
     "Example",
     "Interval",

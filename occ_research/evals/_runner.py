@@ -35,6 +35,7 @@ in the same order: seeds travel with the work, and rows are written in suite ord
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 import platform
@@ -54,7 +55,7 @@ from typing import Any
 
 from .._messages import Message, text_slots
 from .._presets import load_preset
-from ..exceptions import InvalidParameterError, SuiteError
+from ..exceptions import InvalidParameterError, SuiteError, UnknownNameError
 from ..llm import LLM, make_llm
 from ..strategies import (
     STRATEGIES,
@@ -169,9 +170,64 @@ class StrategyEntry:
 
 
 @dataclass(frozen=True)
+class DatasetEntry:
+    """One ``[[datasets]]`` table of a suite: a registered dataset, the options its loader takes (``n``,
+    ``documents``, ``distractors``, ...), how many of the examples the likelihood model and the reader see
+    (None: every one), and the metric (None: the dataset's). Checked when the suite is read, so a typo
+    fails before any work is done."""
+
+    name: str
+    options: dict[str, Any] = field(default_factory=dict)
+    n_read: int | None = None
+    n_likelihood: int | None = None
+    metric_name: str | None = None
+
+    @classmethod
+    def parse(cls, entry: object) -> DatasetEntry:
+        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
+            raise SuiteError(f"a dataset entry is a table with a 'name', got {entry!r}")
+        name = entry["name"]
+        try:
+            spec = DATASETS.get(name)
+            metric = entry.get("metric")
+            if metric is not None:
+                METRICS.get(str(metric))
+        except UnknownNameError as exc:
+            raise SuiteError(f"dataset entry {name!r}: {exc.args[0]}") from exc
+        for key in ("n", "n_read", "n_likelihood"):
+            value = entry.get(key)
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
+                raise SuiteError(
+                    f"dataset entry {name!r}: {key} must be a non-negative integer, got {value!r}"
+                )
+        options = {k: v for k, v in entry.items() if k not in RUNNER_OPTIONS}
+        takes = inspect.signature(spec.load).parameters
+        unknown = sorted(set(options) - set(takes))
+        if unknown:
+            raise SuiteError(
+                f"dataset entry {name!r}: unknown option {', '.join(map(repr, unknown))}; "
+                f"{name} takes {', '.join(takes)}"
+            )
+        return cls(name, options, entry.get("n_read"), entry.get("n_likelihood"), metric)
+
+    @property
+    def kind(self) -> str:
+        """The kind of prompt its examples are: the dataset's, or the ``kind`` option of your own data."""
+        return str(self.options.get("kind", DATASETS.get(self.name).kind))
+
+    def metric(self) -> Metric:
+        return METRICS.get(self.metric_name or DATASETS.get(self.name).metric)
+
+    def record(self) -> dict[str, Any]:
+        """The entry as the suite file (and the manifest) hold it."""
+        counts = {"n_read": self.n_read, "n_likelihood": self.n_likelihood, "metric": self.metric_name}
+        return {"name": self.name, **self.options, **{k: v for k, v in counts.items() if v is not None}}
+
+
+@dataclass(frozen=True)
 class Suite:
     name: str
-    datasets: list[dict[str, Any]]
+    datasets: list[DatasetEntry]
     strategies: list[StrategyEntry]
     budgets: list[float]
     reader: str = "local"
@@ -211,7 +267,7 @@ def load_suite(path: str | Path) -> Suite:
         raise SuiteError(f"suite {path}: budgets must be rates in (0, 1], got {budgets}")
     return Suite(
         name=str(config.get("name", path.stem)),
-        datasets=list(config.get("datasets", [])),
+        datasets=[DatasetEntry.parse(d) for d in config.get("datasets", [])],
         strategies=entries,
         budgets=budgets,
         reader=str(config.get("reader", "local")),
@@ -239,7 +295,8 @@ def _answer(reader: LLM, messages: list[Message], max_tokens: int, seed: int) ->
 
 @dataclass(frozen=True)
 class _Plan:
-    """One dataset entry of a suite, resolved: its spec, metric and how many examples get each measurement."""
+    """One dataset entry of a suite, resolved for a run (``limit`` applied): its spec, metric, the loader's
+    options and how many examples get each measurement (None: all of them)."""
 
     name: str
     spec: DatasetSpec
@@ -252,18 +309,19 @@ class _Plan:
 def _plans(suite: Suite, limit: int | None) -> list[_Plan]:
     plans = []
     for entry in suite.datasets:
-        spec = DATASETS.get(entry["name"])
-        options = {k: v for k, v in entry.items() if k not in RUNNER_OPTIONS}
+        options = dict(entry.options)
         if limit is not None:
             options["n"] = min(int(options.get("n", limit)), limit)
         cap = options.get("n")
-        n_read = entry.get("n_read", cap)
-        n_likelihood = entry.get("n_likelihood", cap) if suite.likelihood else 0
+        n_read = entry.n_read if entry.n_read is not None else cap
+        n_likelihood = (
+            (entry.n_likelihood if entry.n_likelihood is not None else cap) if suite.likelihood else 0
+        )
         if limit is not None:
-            n_read = None if n_read is None else min(int(n_read), limit)
-            n_likelihood = None if n_likelihood is None else min(int(n_likelihood), limit)
-        metric = METRICS.get(entry.get("metric", spec.metric))
-        plans.append(_Plan(entry["name"], spec, metric, options, n_read, n_likelihood))
+            n_read = None if n_read is None else min(n_read, limit)
+            n_likelihood = None if n_likelihood is None else min(n_likelihood, limit)
+        spec = DATASETS.get(entry.name)
+        plans.append(_Plan(entry.name, spec, entry.metric(), options, n_read, n_likelihood))
     return plans
 
 
@@ -592,7 +650,7 @@ def _write_manifest(
     manifest = {
         "suite": suite.name,
         "suite_file": suite.path.name if suite.path else None,
-        "datasets": suite.datasets,
+        "datasets": [entry.record() for entry in suite.datasets],
         "strategies": [entry.record() for entry in suite.strategies],
         "budgets": suite.budgets,
         "seed": suite.seed,
@@ -605,7 +663,7 @@ def _write_manifest(
             "model": reader.model if reader else None,
         },
         "likelihood": {"spec": suite.likelihood, "model": scorer.model if scorer else None},
-        "kinds": {entry["name"]: DATASETS.get(entry["name"]).kind for entry in suite.datasets},
+        "kinds": {entry.name: entry.kind for entry in suite.datasets},
         "token_model": suite.model,
         "min_fidelity": suite.min_fidelity,
         "max_loss": suite.max_loss,

@@ -8,13 +8,14 @@ strategy chooses with; ``fit_after_render`` is its last resort.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable, Sequence
 
 from .._messages import Message, Slot, replace_texts
 from .._tokens import count_messages_tokens
 from ._layout import Layout
 from ._prepare import Prepared
-from ._selection import Candidates, Choice
+from ._selection import WORD, Candidates, Choice, Unit
 
 Fitted = tuple[Choice, list[Message], int]  # the choice, the messages it renders to, their tokens
 
@@ -25,8 +26,9 @@ def fit_to_target(
     """Choose, render and count; adjust the budget by the measured gap until the result fits snugly.
 
     The gap goes back into the budget: added when under by more than 2%, taken off (doubling each time) when
-    over, for at most six rounds. As a last resort the least valuable units are dropped until the prompt
-    fits.
+    over, for at most six rounds. A gap still left (the rounds can swing between a sentence too many and
+    one too few, which at a small target is more than 5% of it) is spent by ``top_up``. As a last resort
+    the least valuable units are dropped until the prompt fits.
     """
     tolerance = max(1, target // 50)
     best: Fitted | None = None
@@ -51,7 +53,7 @@ def fit_to_target(
         allowed = budget
         candidates = dataclasses.replace(candidates, budget=budget)
     if best is not None:
-        return best
+        return top_up(best, candidates.units, layout, job, target) if target - best[2] > tolerance else best
     return fit_after_render(layout, choice, job.messages, job.slots, target, job.model, job.memo)
 
 
@@ -82,3 +84,40 @@ def fit_after_render(
             del kept[i]
             if excess <= 0:
                 break
+
+
+def top_up(fitted: Fitted, units: Sequence[Unit], layout: Layout, job: Prepared, target: int) -> Fitted:
+    """Spend what a fitted prompt leaves under ``target`` on the head of the best-scoring unit that is not
+    kept whole, sized by rendering and counting (a binary search over its words), so that the budget is
+    met by the prompt as sent rather than by the sum of unit counts. Only for choices that carry scores
+    and keep units as they are or cut to a head; anything else is returned unchanged."""
+    choice, _, compressed = fitted
+    scores = choice.scores
+    if scores is None:
+        return fitted
+    open_units = [
+        u
+        for u in units
+        if u.index < len(scores)
+        and scores[u.index] > -math.inf
+        and choice.kept.get(u.index, "") != u.text
+        and u.text.startswith(choice.kept.get(u.index, ""))
+    ]
+    if not open_units:
+        return fitted
+    unit = max(open_units, key=lambda u: (scores[u.index], -u.index))
+    words = WORD.findall(unit.text)
+    kept_words = len(WORD.findall(choice.kept.get(unit.index, "")))
+    best = fitted
+    low, high = kept_words + 1, len(words)
+    while low <= high:  # the most words of the unit's head that still fit
+        middle = (low + high) // 2
+        kept = {**choice.kept, unit.index: "".join(words[:middle]).strip()}
+        out = replace_texts(job.messages, job.slots, layout.render(kept, choice.blocks, scores))
+        tokens = count_messages_tokens(out, job.model, job.memo)
+        if tokens <= target:
+            best = (dataclasses.replace(choice, kept=kept), out, tokens)
+            low = middle + 1
+        else:
+            high = middle - 1
+    return best if best[2] > compressed else fitted

@@ -167,12 +167,12 @@ class Allowance:
         return part
 
 
-_WORD = re.compile(r"\S+\s*")
+WORD = re.compile(r"\S+\s*")  # a word with the space after it: what heads are cut at
 
 
 def trim_to_tokens(text: str, max_tokens: int, model: str, *, from_end: bool = False) -> str:
     """The longest whole-word head (or tail) of ``text`` with at most ``max_tokens`` tokens."""
-    words = _WORD.findall(text)
+    words = WORD.findall(text)
     encode = encoding_for_model(model).encode_ordinary
 
     def piece(n: int) -> str:
