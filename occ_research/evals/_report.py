@@ -308,15 +308,16 @@ def write_report(run: str | Path) -> Path:
             f"the prompts) and {relation['accuracy_otherwise']:.1%} otherwise.",
         ]
     widths = (summary["help_retained_high"] - summary["help_retained_low"]) / 2
-    wide = summary[(widths > 0.05) & (summary["strategy"] != "identity")]
     if widths.notna().any():
-        lines += [
-            "",
-            f"Help-retained intervals: half-width {widths.min():.3f} to {widths.max():.3f} "
-            f"(n = {int(summary['n_helped'].max())} examples where the context helped); wider than +-0.05: "
-            + (", ".join(f"{r.strategy} @ {r.budget:g}" for r in wide.itertuples()) or "none")
-            + ".",
-        ]
+        lines += ["", "Help-retained intervals, half-widths (n = examples where the context helped):"]
+        for dataset, table in summary[widths.notna()].groupby("dataset", sort=False):
+            width = widths[table.index]
+            wide = table[(width > 0.05) & (table["strategy"] != "identity")]
+            listed = ", ".join(f"{r.strategy} @ {r.budget:g}" for r in wide.itertuples()) or "none"
+            lines.append(
+                f"- {dataset}: {width.min():.3f} to {width.max():.3f} (n = {int(table['n_helped'].max())}); "
+                f"wider than +-0.05: {listed}."
+            )
     for dataset, table in summary.groupby("dataset", sort=False):
         lines += [
             "",
@@ -479,6 +480,20 @@ def _slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_]+", "-", name).strip("-")
 
 
+MEASURES = (  # what the savings plot shows for a kind of prompt, the first one it has
+    ("help_retained", "help_retained_low", "help_retained_high", "help retained (likelihood)"),
+    ("fidelity", "fidelity_low", "fidelity_high", "reader fidelity (compressed / original)"),
+    ("answer_kept", "answer_kept_low", "answer_kept_high", "gold answer kept in the prompt"),
+)
+
+
+def _measure(table: Any) -> tuple[str, str, str, str] | None:
+    """The first of ``MEASURES`` that a kind's summary rows hold, other than the original prompt's own
+    (always 1); None when there is none (savings and time only: no panel)."""
+    compressed = table[table["strategy"] != "identity"]
+    return next((m for m in MEASURES if compressed[m[0]].notna().any()), None)
+
+
 def _plots(summary: Any, run: Path, max_loss: float) -> list[Path]:
     import matplotlib
 
@@ -486,21 +501,20 @@ def _plots(summary: Any, run: Path, max_loss: float) -> list[Path]:
     import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
 
-    kinds = list(dict.fromkeys(summary["kind"]))
     strategies = list(dict.fromkeys(summary["strategy"]))
     colors = strategy_colors(strategies)
     budgets = sorted(set(summary["budget"]), reverse=True)
     markers = dict(zip(budgets, "o^sDvP*X", strict=False))
-    use_likelihood = summary["help_retained"].notna().any()
-    y, y_low, y_high, y_label = (
-        ("help_retained", "help_retained_low", "help_retained_high", "help retained (likelihood)")
-        if use_likelihood
-        else ("fidelity", "fidelity_low", "fidelity_high", "reader fidelity (compressed / original)")
-    )
+    # per kind, the first measure it has: the likelihood signal, the reader, else whether the answer was kept
+    measures = {kind: _measure(summary[summary["kind"] == kind]) for kind in dict.fromkeys(summary["kind"])}
+    kinds = [kind for kind, measure in measures.items() if measure is not None]
     paths = []
 
-    figure, axes = plt.subplots(1, len(kinds), figsize=(5.5 * len(kinds), 4.5), squeeze=False)
-    for axis, kind in zip(axes[0], kinds, strict=True):
+    figure, axes = plt.subplots(1, max(1, len(kinds)), figsize=(5.5 * max(1, len(kinds)), 4.5), squeeze=False)
+    for axis, kind in zip(axes[0], kinds, strict=False):
+        measure = measures[kind]
+        assert measure is not None
+        y, y_low, y_high, y_label = measure
         # a kind's datasets are averaged per strategy x budget
         part = summary[summary["kind"] == kind].groupby(["strategy", "budget"], as_index=False, sort=False)
         means = part[["savings", y, y_low, y_high]].mean()
@@ -551,10 +565,14 @@ def _plots(summary: Any, run: Path, max_loss: float) -> list[Path]:
 
     read = summary[(summary["n_read"] > 0) & (summary["strategy"] != "identity")]
     if len(read):
+        read_kinds = list(dict.fromkeys(read["kind"]))
         figure, axes = plt.subplots(
-            1, len(kinds), figsize=(5.5 * len(kinds), 0.35 * len(read) / len(kinds) + 2), squeeze=False
+            1,
+            len(read_kinds),
+            figsize=(5.5 * len(read_kinds), 0.35 * len(read) / len(read_kinds) + 2),
+            squeeze=False,
         )
-        for axis, kind in zip(axes[0], kinds, strict=True):
+        for axis, kind in zip(axes[0], read_kinds, strict=True):
             part = read[read["kind"] == kind].reset_index(drop=True)
             labels = [f"{r.dataset}: {r.strategy} @ {r.budget:g}" for r in part.itertuples()]
             for k, row in part.iterrows():
