@@ -152,3 +152,15 @@ def test_nq_multidoc_options() -> None:
         load_examples("nq-multidoc", n=2, distractors="contriever")
     with pytest.raises(DatasetError, match="gold_position"):
         load_examples("nq-multidoc", n=2, gold_position=[-1])
+
+
+def test_gsm8k_scores_the_reference_reasoning_in_the_demonstrations_form() -> None:
+    """The likelihood signal on a chain-of-thought prompt scores the reference reasoning, in the form the
+    demonstrations use ("The answer is N" last, no calculator notes), not the bare number; other datasets
+    score their first gold answer."""
+    for example in load_examples("gsm8k-cot", n=20):
+        target = example.likelihood_target
+        assert target.endswith(f"\nThe answer is {example.answers[0]}")
+        assert "<<" not in target and "####" not in target and len(target.splitlines()) >= 2
+    nq = load_examples("nq-multidoc", n=1)[0]
+    assert nq.scored_text is None and nq.likelihood_target == nq.answers[0]

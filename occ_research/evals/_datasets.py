@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import json
 import random
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -85,6 +86,14 @@ class Example:
     task: str = "qa"  # qa | summary | chat | math | retrieval
     kind: str = "rag"  # one of KINDS: the kind of prompt, for a winner per kind
     gold_position: int | None = None  # 0-based document holding the gold passage (multi-document QA)
+    #: the text whose likelihood the fidelity signal scores, when it is not the first gold answer: for a
+    #: chain-of-thought prompt the reference reasoning, since the final number alone, teacher-forced right
+    #: after the question, says nothing about the reasoning the demonstrations are there to prime
+    scored_text: str | None = None
+
+    @property
+    def likelihood_target(self) -> str:
+        return self.scored_text if self.scored_text is not None else (self.answers[0] if self.answers else "")
 
 
 def _read_json(path: str | Path, limit: int | None = None) -> Any:
@@ -320,13 +329,25 @@ def gsm8k_cot(n: int = 20) -> list[Example]:
     for i, row in enumerate(_rows("gsm8k/test.jsonl", limit=n)):
         question = f"Question: {row['question']}\nLet's think step by step"
         content = f"{demonstrations}\n\n{question}"
-        answer = row["answer"].split("####")[-1].strip()
+        reasoning, _, answer = row["answer"].rpartition("####")
+        answer = answer.strip()
+        # the reference reasoning in the demonstrations' own form: calculator notes out, "The answer is N" last
+        steps = _CALCULATOR_NOTE.sub("", reasoning).strip()
         examples.append(
             Example(
-                f"gsm8k-{i}", [{"role": "user", "content": content}], question, [answer], "math", "few-shot"
+                f"gsm8k-{i}",
+                [{"role": "user", "content": content}],
+                question,
+                [answer],
+                "math",
+                "few-shot",
+                scored_text=f"{steps}\nThe answer is {answer}",
             )
         )
     return examples
+
+
+_CALCULATOR_NOTE = re.compile(r"<<[^<>]*>>")
 
 
 @register_dataset(

@@ -408,7 +408,7 @@ def model_job(item: WorkItem, results: Sequence[CompressionResult], seed: int) -
     return ModelJob(
         messages=example.messages,
         question=example.question,
-        gold=example.answers[0] if example.answers else "",
+        gold=example.likelihood_target,
         max_tokens=item.plan.spec.max_tokens,
         seed=seed,
         read=item.read,
