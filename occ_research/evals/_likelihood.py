@@ -2,7 +2,8 @@
 
 ``LL(answer | messages)`` is the sum of the log-probabilities of the answer's tokens, teacher-forced after
 the messages rendered by the model's chat template with the assistant turn opened: one forward pass over the
-prompt, then one step per answer token, no generation. From three of them per example,
+prompt, then one over the answer with the logits of every position kept, no generation. From three of them
+per example,
 
     help retained = (LL(a | compressed) - LL(a | question only)) / (LL(a | original) - LL(a | question only))
 
@@ -133,8 +134,6 @@ class AnswerScorer:
         return list(prompt_ids), list(answer_ids)
 
     def _score_on(self, llama: Any, messages: Sequence[Mapping[str, Any]], answer: str) -> float:
-        import llama_cpp
-
         prompt_ids, answer_ids = self._tokens(llama, messages, answer)
         needed = _needed(prompt_ids, answer_ids)
         if needed > self.n_ctx:
@@ -151,15 +150,17 @@ class AnswerScorer:
                 break
             common += 1
         llama.n_tokens = common
-        total, feed = 0.0, prompt_ids[common:]
-        for token in answer_ids:
-            llama.eval(feed)  # drops the cache past n_tokens first
-            row = np.ctypeslib.as_array(
-                llama_cpp.llama_get_logits_ith(llama.ctx, -1), shape=(llama.n_vocab(),)
-            ).astype(np.float64)
-            top = row.max()
-            total += float(row[token] - top - np.log(np.exp(row - top).sum()))
-            feed = [token]
+        llama.eval(prompt_ids[common:])  # drops the cache past n_tokens first; logits of the last token only
+        total = _log_probability(_logits(llama, -1), answer_ids[0])
+        # the answer's other tokens in batches that keep every position's logits (one pass, not one per token)
+        rest, position = answer_ids[:-1], llama.n_tokens
+        for start in range(0, len(rest), llama.n_batch):  # llama.cpp's own batch: its size is n_batch
+            chunk = rest[start : start + llama.n_batch]
+            llama._batch.set_batch(chunk, n_past=position, logits_all=True)
+            llama._ctx.decode(llama._batch)
+            for k in range(len(chunk)):
+                total += _log_probability(_logits(llama, k), answer_ids[start + k + 1])
+            position += len(chunk)
         return total
 
     def _build(self) -> tuple[Any, threading.Lock]:
@@ -175,6 +176,19 @@ class AnswerScorer:
             seed=0,
         )
         return llama, threading.Lock()
+
+
+def _logits(llama: Any, index: int) -> np.ndarray:
+    """The logits the last decode kept at batch position ``index`` (-1: its last token)."""
+    import llama_cpp
+
+    row = llama_cpp.llama_get_logits_ith(llama.ctx, index)
+    return np.ctypeslib.as_array(row, shape=(llama.n_vocab(),)).astype(np.float64)
+
+
+def _log_probability(logits: np.ndarray, token: int) -> float:
+    top = logits.max()
+    return float(logits[token] - top - np.log(np.exp(logits - top).sum()))
 
 
 def _needed(prompt_ids: Sequence[int], answer_ids: Sequence[int]) -> int:
