@@ -3,6 +3,8 @@ what does not raises (and the runner skips it), and the thread counts asked for 
 
 from __future__ import annotations
 
+import math
+
 import llama_cpp
 import pytest
 
@@ -81,3 +83,28 @@ def test_threads_reach_llama_cpp_and_default_to_local_llm_s() -> None:
     assert (default.threads, default.n_threads_batch) == (local.n_threads, local.n_threads_batch)
     shared = AnswerScorer(n_ctx=64, copies=2)
     assert shared.n_threads_batch == max(1, default.n_threads_batch // 2)
+
+
+def test_the_answer_scored_in_one_batch_matches_token_by_token(roomy: AnswerScorer) -> None:
+    """The answer's tokens go through the model in one batch that keeps every position's logits; that must
+    give the sum a decode per token gives (up to the kernels' rounding: batched and single-token matrix
+    products round differently)."""
+    answer = "Paris is the capital and the largest city of France, on the Seine."
+
+    def token_by_token(llama: object) -> float:
+        prompt_ids, answer_ids = roomy._tokens(llama, PROMPT, answer)
+        llama.n_tokens = 0  # type: ignore[attr-defined]
+        total, feed = 0.0, prompt_ids
+        for token in answer_ids:
+            llama.eval(feed)  # type: ignore[attr-defined]
+            row = llama_cpp.llama_get_logits_ith(llama.ctx, -1)  # type: ignore[attr-defined]
+            logits = [row[i] for i in range(llama.n_vocab())]  # type: ignore[attr-defined]
+            top = max(logits)
+            total += logits[token] - top - math.log(sum(math.exp(x - top) for x in logits))
+            feed = [token]
+        return total
+
+    batched = roomy.loglikelihood(PROMPT, answer)
+    expected = roomy._on_model(token_by_token)
+    assert len(roomy._on_model(lambda llama: roomy._tokens(llama, PROMPT, answer)[1])) > 10
+    assert batched == pytest.approx(expected, rel=0.02, abs=0.05)
