@@ -208,7 +208,8 @@ class DatasetEntry:
                 f"dataset entry {name!r}: unknown option {', '.join(map(repr, unknown))}; "
                 f"{name} takes {', '.join(takes)}"
             )
-        return cls(name, options, entry.get("n_read"), entry.get("n_likelihood"), metric)
+        metric_name = None if metric is None else str(metric)
+        return cls(name, options, entry.get("n_read"), entry.get("n_likelihood"), metric_name)
 
     @property
     def kind(self) -> str:
