@@ -37,6 +37,16 @@ def test_answer_normalisation() -> None:
     assert contains_answer("It was built by the Gustave Eiffel company.", ["Gustave Eiffel"])
     assert not contains_answer("Eiffelian", ["Eiffel"])
     assert not contains_answer("anything", [""])
+    # marks split words instead of gluing them: a possessive, dashes of any kind, a hyphenated compound
+    assert contains_answer("inspired by Andy Warhol's words", ["Andy Warhol"])
+    assert contains_answer("and mammals\u2014have a vertebral column (spine)", ["have a vertebral column"])
+    assert contains_answer("for the 2002\u20132003 season", ["2003"])
+    assert contains_answer("an elongated, S-shaped basin", ["S"])
+    assert not contains_answer("Sam sailed the Atlantic", ["S"])
+    # a number reads the same with or without thousands separators, either side
+    assert contains_answer("about 1000 restaurants", ["1,000"])
+    assert contains_answer("about 1,000 restaurants", ["1000"])
+    assert not contains_answer("about 1,0005 restaurants", ["1000"])
 
 
 def test_datasets_declare_task_kind_and_metric() -> None:

@@ -18,6 +18,8 @@ from .._registry import Registry
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _PUNCTUATION = str.maketrans("", "", string.punctuation)
+_NON_WORD = re.compile(r"[\W_]+")
+_DIGIT_COMMA = re.compile(r"(?<=\d),(?=\d{3}\b)")
 _NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
 
 
@@ -58,10 +60,21 @@ def normalize_answer(text: str) -> str:
     return " ".join(_ARTICLES.sub(" ", text.lower().translate(_PUNCTUATION)).split())
 
 
+def answer_words(text: str) -> str:
+    """``text`` as lower-case words split at every mark that is not a letter or digit, articles left out,
+    commas between digits dropped ("1,000" and "1000" are one number). Unlike ``normalize_answer``, which
+    deletes ASCII punctuation (SQuAD's rule, kept for exact match), marks become spaces: "Andy Warhol's"
+    holds the words "andy warhol", "2002–2003" holds "2003" and "mammals—have" holds "have", where
+    deleting them would glue the words together."""
+    spaced = _NON_WORD.sub(" ", _DIGIT_COMMA.sub("", text.lower()))
+    return " ".join(_ARTICLES.sub(" ", spaced).split())
+
+
 def contains_answer(text: str, answers: Iterable[str]) -> bool:
-    """True when any gold answer, normalised, occurs in the normalised text (gold-answer retention)."""
-    haystack = f" {normalize_answer(text)} "
-    return any(f" {normalize_answer(a)} " in haystack for a in answers if normalize_answer(a))
+    """True when any gold answer occurs in the text as whole words (``answer_words``; gold-answer
+    retention)."""
+    haystack = f" {answer_words(text)} "
+    return any(f" {answer_words(a)} " in haystack for a in answers if answer_words(a))
 
 
 @register_metric("contains", binary=True)
