@@ -11,6 +11,7 @@ import pytest
 from occ_research.evals import AnswerScorer
 from occ_research.evals._runner import ModelJob, measure
 from occ_research.exceptions import ContextLengthError
+from occ_research.llm import LocalLLM
 from occ_research.llm._local import _load
 
 PROMPT = [{"role": "user", "content": "The capital of France is Paris. What is the capital of France?"}]
@@ -67,7 +68,31 @@ def test_the_runner_skips_an_example_whose_original_does_not_fit(needed: int) ->
     assert (skipped.ll_original, skipped.ll_none, skipped.ll_compressed) == (None, None, (None, None))
     scored = measure(job, None, scorer(needed))
     assert scored.ll_original is not None and scored.ll_none is not None
-    assert scored.ll_compressed[0] == scored.ll_original and scored.ll_compressed[1] is not None
+    assert scored.ll_compressed[0] == scored.ll_original
+
+
+def test_compressed_prompts_are_scored_where_the_context_helped(roomy: AnswerScorer) -> None:
+    """Help retained reads only examples whose context raised the answer's likelihood, so the compressed
+    prompts of the others are not scored, unless the reader answers them (the likelihood-versus-reader
+    comparison reads those)."""
+    question = "What is Zorblax's favourite colour?"
+    helpful = [{"role": "user", "content": f"Zorblax's favourite colour is turquoise. {question}"}]
+    useless = [{"role": "user", "content": f"My cat is called Whiskers and she is grey. {question}"}]
+    cut = [{"role": "user", "content": f"Zorblax's favourite colour. {question}"}]
+
+    def job(messages: list[dict[str, str]], read: bool) -> ModelJob:
+        return ModelJob(messages, question, "turquoise", 4, 0, read, True, (None, cut))
+
+    helped = measure(job(helpful, False), None, roomy)
+    assert helped.ll_original is not None and helped.ll_none is not None
+    assert helped.ll_original > helped.ll_none and None not in helped.ll_compressed
+    unhelped = measure(job(useless, False), None, roomy)
+    assert unhelped.ll_original is not None and unhelped.ll_none is not None
+    assert unhelped.ll_original <= unhelped.ll_none
+    assert unhelped.ll_compressed == (unhelped.ll_original, None)
+    reader = LocalLLM()
+    read = measure(job(useless, True), reader, roomy)
+    assert read.ll_compressed[1] is not None and read.answers[1] is not None
 
 
 def test_threads_reach_llama_cpp_and_default_to_local_llm_s() -> None:

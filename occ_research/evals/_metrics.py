@@ -64,8 +64,8 @@ def answer_words(text: str) -> str:
     """``text`` as lower-case words split at every mark that is not a letter or digit, articles left out,
     commas between digits dropped ("1,000" and "1000" are one number). Unlike ``normalize_answer``, which
     deletes ASCII punctuation (SQuAD's rule, kept for exact match), marks become spaces: "Andy Warhol's"
-    holds the words "andy warhol", "2002–2003" holds "2003" and "mammals—have" holds "have", where
-    deleting them would glue the words together."""
+    holds the words "andy warhol", and years or words joined by an en or em dash stay two words, where
+    deleting the marks would glue them together."""
     spaced = _NON_WORD.sub(" ", _DIGIT_COMMA.sub("", text.lower()))
     return " ".join(_ARTICLES.sub(" ", spaced).split())
 

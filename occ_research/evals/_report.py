@@ -40,8 +40,9 @@ def summarize_run(rows: Any, seed: int = 0, price_per_million_tokens: float = 2.
         difference = paired_difference(compressed, original, seed=seed)
         p_value = mcnemar_exact(compressed * sign, original * sign) if metric.binary and len(read) else None
         detectable = detectable_difference(compressed, original, binary=metric.binary)
-        scored = group.dropna(subset=["ll_original", "ll_compressed", "ll_none"])
-        helped = scored[scored["ll_original"] > scored["ll_none"]]
+        # an example the context did not help has no compressed likelihoods (see _runner.measure)
+        scored = group.dropna(subset=["ll_original", "ll_none"])
+        helped = scored[scored["ll_original"] > scored["ll_none"]].dropna(subset=["ll_compressed"])
         retained = bootstrap_ratio_of_sums(
             helped["ll_compressed"] - helped["ll_none"], helped["ll_original"] - helped["ll_none"], seed=seed
         )

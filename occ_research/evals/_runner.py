@@ -424,7 +424,12 @@ def model_job(item: WorkItem, results: Sequence[CompressionResult], seed: int) -
 def measure(job: ModelJob, reader: LLM | None, scorer: AnswerScorer | None) -> Measures:
     """Read and score one example's original and compressed prompts, in a fixed order: the question alone
     and the original are scored before the compressed prompts, so that a truncated prompt reuses the
-    original's cache on the scoring model whichever executor runs it."""
+    original's cache on the scoring model whichever executor runs it.
+
+    The compressed prompts of an example whose context did not help (LL(original) <= LL(question only))
+    are scored only if the reader answers it: help retained reads the examples the context helped, and the
+    likelihood-versus-reader comparison the examples read, so their likelihoods would be computed for
+    nothing (on NQ a quarter of the examples, most of the scoring time)."""
     read = job.read and reader is not None
     scored = job.scored and scorer is not None and scorer.fits(job.messages, job.gold)
     original = _answer(reader, job.messages, job.max_tokens, job.seed) if read and reader else None
@@ -432,6 +437,7 @@ def measure(job: ModelJob, reader: LLM | None, scorer: AnswerScorer | None) -> M
     if scored and scorer is not None:
         ll_none = scorer.loglikelihood([{"role": "user", "content": job.question}], job.gold)
         ll_original = scorer.loglikelihood(job.messages, job.gold)
+        scored = read or ll_original > ll_none
     answers: list[str | None] = []
     lls: list[float | None] = []
     for messages in job.compressed:
@@ -440,6 +446,8 @@ def measure(job: ModelJob, reader: LLM | None, scorer: AnswerScorer | None) -> M
             answer = original if messages is None else _answer(reader, messages, job.max_tokens, job.seed)
         if scored and scorer is not None:
             ll = ll_original if messages is None else scorer.loglikelihood(messages, job.gold)
+        elif ll_original is not None and messages is None:
+            ll = ll_original  # the identity's row keeps its value: it costs nothing
         answers.append(answer)
         lls.append(ll)
     return Measures(original, ll_original, ll_none, tuple(answers), tuple(lls))
