@@ -162,6 +162,14 @@ def test_interrupted_runs_resume(small_run: tuple[Path, Path]) -> None:
         run_suite(load_suite(suite_file), out, reader=reader)
     assert len(load_rows(out)) == len(rows)
     assert reader.calls <= 3  # the unfinished example's original and compressed reads, nothing else
+    # the run's record keeps its first session and adds this one, with the rows each wrote
+    manifest = json.loads((out / "manifest.json").read_text())
+    first, resumed = manifest["sessions"]
+    assert (first["rows_before"], first["rows_after"]) == (0, len(rows))
+    assert (resumed["rows_before"], resumed["rows_after"]) == (len(rows) - 2, len(rows))
+    assert manifest["started"] == first["started"] and manifest["finished"] == resumed["finished"]
+    assert manifest["seconds"] == pytest.approx(first["seconds"] + resumed["seconds"], abs=0.15)
+    assert "in 2 sessions" in write_report(out).read_text()
 
 
 def _synthetic_run(folder: Path, pairs: list[tuple[str, float, list[int]]], n: int = 200) -> Path:

@@ -275,7 +275,7 @@ def write_report(run: str | Path) -> Path:
         f"Reader: `{reader['spec']}` ({reader['model']}); likelihood model: {likelihood.get('model') or 'none'}; "
         f"tokens counted for {manifest.get('token_model')}; seed {manifest.get('seed')}; commit "
         f"{manifest.get('git_commit', '')[:10]}; {manifest.get('finished', manifest.get('started'))}; "
-        f"{manifest.get('seconds', '?')} s on {manifest.get('machine', {}).get('platform')}.",
+        f"{manifest.get('seconds', '?')} s{_sessions(manifest)} on {manifest.get('machine', {}).get('platform')}.",
         "",
         "Savings = share of prompt tokens removed. Answer kept = a gold answer still appears in the compressed "
         "prompt (model-free). Help retained = (LL(gold | compressed) - LL(gold | question only)) / "
@@ -366,6 +366,14 @@ def upper_staircase(points: list[tuple[float, float]]) -> list[tuple[float, floa
     staircase in increasing savings: each point is the best fidelity available at that savings or more."""
     front = sorted((points[i] for i in pareto_front(points)), key=lambda p: (p[0], -p[1]))
     return [p for k, p in enumerate(front) if k == len(front) - 1 or p[0] != front[k + 1][0]]
+
+
+def _sessions(manifest: Mapping[str, Any]) -> str:
+    """ ", in N sessions (the last at commit C)" for a resumed run, else nothing."""
+    sessions = manifest.get("sessions") or []
+    if len(sessions) < 2:
+        return ""
+    return f" in {len(sessions)} sessions (the last at commit {str(sessions[-1].get('git_commit', ''))[:10]})"
 
 
 def _distractor_note(manifest: Mapping[str, Any]) -> str:

@@ -584,7 +584,7 @@ def run_suite(
     if scorer is None and suite.likelihood and any(p.n_likelihood != 0 for p in plans):
         # one scoring model per worker, the cores shared among them (see AnswerScorer)
         scorer = AnswerScorer(None if suite.likelihood == "local" else suite.likelihood, copies=suite.workers)
-    _write_manifest(suite, out, reader, scorer, limit, executor)
+    _write_manifest(suite, out, reader, scorer, limit, executor, len(done))
     items = _work_items(plans, suite, done, reader, scorer)
     results: Generator[list[Row]]
     if executor == "ray":
@@ -593,6 +593,7 @@ def run_suite(
         results = run_on_ray(suite, items, reader=reader, scorer=scorer, given_reader=given_reader)
     else:
         results = _run_local(suite, items, reader, scorer)
+    written = len(done)
     with closing(results), rows_path.open("a", encoding="utf-8") as sink:
         iterator: Iterable[list[Row]] = results
         if progress is not None:
@@ -600,8 +601,9 @@ def run_suite(
         for rows in iterator:
             for row in rows:
                 sink.write(json.dumps(asdict(row), ensure_ascii=False) + "\n")
+            written += len(rows)
             sink.flush()
-    _finish_manifest(out)
+    _finish_manifest(out, written)
     return out
 
 
@@ -640,7 +642,11 @@ def _write_manifest(
     scorer: AnswerScorer | None,
     limit: int | None,
     executor: str,
+    rows_before: int,
 ) -> None:
+    """Write the run's record, or, resuming a run that has rows (``rows_before``), add a session to it:
+    every session keeps its commit, start, end and row counts, so a run finished by later code says which
+    rows that code wrote."""
     packages = [
         "occ-research",
         "tiktoken",
@@ -687,12 +693,29 @@ def _write_manifest(
         },
         "started": datetime.now(UTC).isoformat(timespec="seconds"),
     }
-    (out / "manifest.json").write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+    session = {
+        "git_commit": manifest["git_commit"],
+        "started": manifest["started"],
+        "rows_before": rows_before,
+    }
+    path = out / "manifest.json"
+    if (
+        rows_before and path.exists()
+    ):  # a resumed run: its record stays the first session's, this one is added
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    manifest["sessions"] = [*manifest.get("sessions", []), session]
+    path.write_text(json.dumps(manifest, indent=2), encoding="utf-8")
 
 
-def _finish_manifest(out: Path) -> None:
+def _finish_manifest(out: Path, rows_after: int) -> None:
+    """Close this session; ``seconds`` is the time of every session together (a resumed run's rows were
+    computed over several), ``finished`` the last one's end."""
     path = out / "manifest.json"
     manifest = json.loads(path.read_text(encoding="utf-8"))
-    manifest["finished"] = datetime.now(UTC).isoformat(timespec="seconds")
-    manifest["seconds"] = round(time.time() - datetime.fromisoformat(manifest["started"]).timestamp(), 1)
+    session = manifest["sessions"][-1]
+    session["finished"] = datetime.now(UTC).isoformat(timespec="seconds")
+    session["seconds"] = round(time.time() - datetime.fromisoformat(session["started"]).timestamp(), 1)
+    session["rows_after"] = rows_after
+    manifest["finished"] = session["finished"]
+    manifest["seconds"] = round(sum(s.get("seconds", 0.0) for s in manifest["sessions"]), 1)
     path.write_text(json.dumps(manifest, indent=2), encoding="utf-8")
