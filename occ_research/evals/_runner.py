@@ -699,12 +699,12 @@ def _write_manifest(
         "rows_before": rows_before,
     }
     path = out / "manifest.json"
-    if (
-        rows_before and path.exists()
-    ):  # a resumed run: its record stays the first session's, this one is added
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    manifest["sessions"] = [*manifest.get("sessions", []), session]
-    path.write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+    # a resumed run keeps the record of its first session and adds this one
+    record: dict[str, Any] = manifest
+    if rows_before and path.exists():
+        record = json.loads(path.read_text(encoding="utf-8"))
+    record["sessions"] = [*record.get("sessions", []), session]
+    path.write_text(json.dumps(record, indent=2), encoding="utf-8")
 
 
 def _finish_manifest(out: Path, rows_after: int) -> None:
