@@ -125,6 +125,18 @@ def completion(body: dict[str, Any]) -> dict[str, Any]:
 async def fake_upstream(request: Request) -> Response:
     body = await request.json()
     model = body["model"]
+    if model == "gpt-echo-bytes":  # the bytes it was sent, as the answer's text
+        return JSONResponse(
+            {
+                **completion(body),
+                "choices": [
+                    {
+                        **completion(body)["choices"][0],
+                        "message": {"role": "assistant", "content": (await request.body()).decode("utf-8")},
+                    }
+                ],
+            }
+        )
     if model == "fault-slow":
         await asyncio.sleep(3)
     if model == "fault-hang":  # answers only after the proxy hangs up, and says so
@@ -292,6 +304,30 @@ def sdk(base: str, key: str = KEY) -> openai.OpenAI:
 
 def echoed(response: Any) -> dict[str, Any]:
     return dict(json.loads(response.choices[0].message.content))
+
+
+def test_an_unchanged_body_is_forwarded_byte_for_byte(proxy: str) -> None:
+    """Nothing compressed and no ``occ`` field: the upstream gets the client's own bytes (its spacing,
+    key order, number forms and characters), not a re-serialisation; otherwise the body is written anew,
+    without the ``occ`` field, and always as UTF-8."""
+    sent = (
+        '{ "messages" : [{"content": "Say ok \u00e9 \u4f60\u597d, caf\u00e9", "role": "user"}],\n'
+        '  "temperature": 0.70, "model": "gpt-echo-bytes", "custom": [1e2, -0.0] }'
+    ).encode()
+    headers = {"authorization": f"Bearer {KEY}", "content-type": "application/json"}
+    url = f"{proxy}/v1/chat/completions"
+
+    def forwarded(content: bytes) -> str:
+        response = httpx.post(url, content=content, headers=headers, timeout=30)
+        assert response.status_code == 200, response.text
+        return str(response.json()["choices"][0]["message"]["content"])
+
+    assert forwarded(sent) == sent.decode()
+    assert forwarded(sent.decode().encode("utf-16")) != sent.decode()  # another encoding: written anew
+    assert json.loads(forwarded(sent.decode().encode("utf-16"))) == json.loads(sent)
+    with_control = json.loads(sent) | {"occ": {"compress": False}}
+    rewritten = forwarded(json.dumps(with_control).encode())
+    assert "occ" not in json.loads(rewritten) and json.loads(rewritten) == json.loads(sent)
 
 
 def test_local_model_answers_through_the_sdk(local_proxy: str) -> None:

@@ -19,7 +19,6 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
 
 import aiohttp
 from multidict import CIMultiDictProxy
@@ -104,17 +103,18 @@ async def unless_disconnected(receive: Receive, work: Callable[[], Awaitable[Res
 async def forward(
     client: aiohttp.ClientSession,
     url: str,
-    body: dict[str, Any],
+    payload: bytes,
+    stream: bool,
     upstream_headers: dict[str, str],
     headers: dict[str, str],
     secrets: tuple[str, ...],
     timing: dict[str, float],
 ) -> Response:
-    """POST ``body`` to ``url``; the client's answer. ``timing["upstream_s"]`` gets the time to the
-    upstream's response headers."""
+    """POST the JSON ``payload`` to ``url``; the client's answer (``stream``: whether it asked for one).
+    ``timing["upstream_s"]`` gets the time to the upstream's response headers."""
     started = time.perf_counter()
     try:
-        upstream = await client.post(url, data=json.dumps(body).encode(), headers=upstream_headers)
+        upstream = await client.post(url, data=payload, headers=upstream_headers)
     except TimeoutError:
         return upstream_error(504, "the upstream did not answer in time", "upstream_timeout")
     except aiohttp.ClientError as exc:
@@ -124,7 +124,7 @@ async def forward(
     finally:
         timing["upstream_s"] = time.perf_counter() - started
     headers = {**headers, **relayed_headers(upstream.headers)}
-    if upstream.status >= 400 or not body.get("stream"):
+    if upstream.status >= 400 or not stream:
         try:
             raw = await upstream.read()
         except TimeoutError:

@@ -9,6 +9,7 @@ prompt compressed (off the event loop, within the budget) and forwarded. Everyth
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -24,7 +25,7 @@ from ._compression import compress
 from ._observe import RequestRecord
 from ._relay import CLIENT_CLOSED, Interrupt, forward, unless_disconnected
 from ._state import ServerState
-from ._wire import CONTROL_FIELDS, error, parse_json
+from ._wire import CONTROL_FIELDS, error, is_utf8_json, parse_json
 
 JSON_TYPES = ("application/json",)
 CHAT_PATH = "/v1/chat/completions"
@@ -78,9 +79,13 @@ async def _complete(
     server: ServerState, record: RequestRecord, headers: dict[bytes, bytes], receive: Receive
 ) -> Response:
     settings = server.settings
-    body = await read_body(receive, headers, settings.max_body_bytes, settings.body_timeout)
-    if isinstance(body, Response):
-        return body
+    received = await read_body(receive, headers, settings.max_body_bytes, settings.body_timeout)
+    if isinstance(received, Response):
+        return received
+    body, raw = received
+    # the client's own bytes go upstream when nothing is changed (no "occ" field, nothing compressed):
+    # byte for byte what was sent, and no second serialisation
+    exact = raw if "occ" not in body and is_utf8_json(raw) else None
     control = read_control(body.pop("occ", None), server.presets.selectable)
     if isinstance(control, Response):
         return control
@@ -102,10 +107,12 @@ async def _complete(
             upstream_headers["authorization"] = f"Bearer {key}"
         timing: dict[str, float] = {}
         try:
+            payload = exact if forwarded is body and exact is not None else json.dumps(forwarded).encode()
             return await forward(
                 server.client,
                 f"{route.base_url.rstrip('/')}/chat/completions",
-                forwarded,
+                payload,
+                bool(forwarded.get("stream")),
                 upstream_headers,
                 response_headers,
                 tuple(settings.keys.values()),
@@ -141,8 +148,9 @@ async def _compress(
 
 async def read_body(
     receive: Receive, headers: dict[bytes, bytes], limit: int, timeout: float
-) -> dict[str, Any] | Response:
-    """The request body as a checked JSON object, or the error response: 413 over ``limit`` bytes, 408
+) -> tuple[dict[str, Any], bytes] | Response:
+    """The request body as a checked JSON object with the bytes it came in, or the error response: 413
+    over ``limit`` bytes, 408
     if it takes longer than ``timeout`` seconds to arrive (a slow client holds a connection), 400 for bad
     JSON (``NaN`` and ``Infinity`` included) or a body that is not a chat request; a client that hangs up
     meanwhile gets no answer (logged as 499)."""
@@ -169,8 +177,9 @@ async def read_body(
         return error(408, f"the body did not arrive within {timeout:g} s", code="request_timeout")
     finally:
         deadline.cancel()
+    raw = b"".join(chunks)
     try:
-        body = parse_json(b"".join(chunks))
+        body = parse_json(raw)
     except (ValueError, UnicodeDecodeError):
         return error(400, "the body is not valid JSON (NaN and Infinity are not JSON either)")
     except RecursionError:
@@ -185,7 +194,7 @@ async def read_body(
         return error(400, str(exc), param="messages")
     if "stream" in body and not isinstance(body["stream"], bool):
         return error(400, "'stream' must be a boolean", param="stream")
-    return body
+    return body, raw
 
 
 def read_control(control: object, presets: Any) -> dict[str, Any] | Response:

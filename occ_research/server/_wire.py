@@ -57,6 +57,18 @@ def parse_json(raw: bytes) -> Any:
     return _DECODER.decode(raw.decode(json.detect_encoding(raw), "surrogatepass"))
 
 
+def is_utf8_json(raw: bytes) -> bool:
+    """Whether ``raw`` (JSON that ``parse_json`` read) is UTF-8 without a byte order mark, the only form
+    RFC 8259 allows between systems: such bytes may be forwarded as they came, others are written anew."""
+    if json.detect_encoding(raw) != "utf-8":
+        return False
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:  # parse_json lets encoded surrogates through
+        return False
+    return True
+
+
 def sse(data: dict[str, Any]) -> bytes:
     """One server-sent event carrying a JSON object."""
     return f"data: {json.dumps(data)}\n\n".encode()
