@@ -429,7 +429,7 @@ def measure(job: ModelJob, reader: LLM | None, scorer: AnswerScorer | None) -> M
     The compressed prompts of an example whose context did not help (LL(original) <= LL(question only))
     are scored only if the reader answers it: help retained reads the examples the context helped, and the
     likelihood-versus-reader comparison the examples read, so their likelihoods would be computed for
-    nothing (on NQ a quarter of the examples, most of the scoring time)."""
+    nothing (on NQ a quarter of the examples, each with a dozen compressed prompts)."""
     read = job.read and reader is not None
     scored = job.scored and scorer is not None and scorer.fits(job.messages, job.gold)
     original = _answer(reader, job.messages, job.max_tokens, job.seed) if read and reader else None
