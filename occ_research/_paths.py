@@ -31,6 +31,11 @@ def writable_folder(name: str) -> Path:
     return local if local.is_dir() else SOURCE_ROOT / name
 
 
+def cache_dir() -> Path:
+    """Where files derived on this machine are kept (``OCC_CACHE_DIR``, else ``~/.cache/occ-research``)."""
+    return Path(os.environ.get("OCC_CACHE_DIR") or Path.home() / ".cache" / "occ-research")
+
+
 def data_dir() -> Path:
     """The shared data folder (see the module docstring)."""
     if os.environ.get("OCC_DATA_DIR"):

@@ -27,16 +27,13 @@ import numpy as np
 
 from ._embeddings import MODEL_FILE, TOKENIZER_FILE, MiniLMEmbedder
 from ._model_cache import ModelCache
+from ._paths import cache_dir
 from .exceptions import EmbeddingModelError
 
 RECIPE = "minilm-l6-piece-output-centred-ziprank-v1"  # change it whenever the derivation changes
 FIRST_WORD_PIECE = 1996  # ids below are padding, [unused], special tokens and single characters
 MAX_PIECES = 512  # pieces read per text: bounds the work on a huge unit; a sentence is far shorter
 _BATCH = 1024
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("OCC_CACHE_DIR") or Path.home() / ".cache" / "occ-research")
 
 
 def derive_table(model: MiniLMEmbedder) -> np.ndarray:

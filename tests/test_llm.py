@@ -27,7 +27,13 @@ from occ_research.llm import (
     OpenAICompatibleLLM,
     make_llm,
 )
-from occ_research.llm._local import LOADED_MODELS, RECENT_LOGPROBS, embedded_model_path
+from occ_research.llm._local import (
+    LOADED_MODELS,
+    RECENT_LOGPROBS,
+    _score_chunk,
+    embedded_f16_path,
+    embedded_model_path,
+)
 
 HELLO = [{"role": "user", "content": "Say hello."}]
 
@@ -214,6 +220,40 @@ def test_local_model_file_is_verified(tmp_path: Path) -> None:
         LocalLLM(tmp_path / "missing.gguf")
     with pytest.raises(LocalModelError, match="sha256"):
         LocalLLM(embedded_model_path(), sha256="0" * 64)
+
+
+def test_the_embedded_model_runs_from_its_float16_form(tmp_path: Path) -> None:
+    """The float16 copy is derived once, read back while its record matches, derived again when its bytes
+    change, and scores text as the shipped Q4_1 file does (same weights; only llama.cpp's arithmetic differs)."""
+    from llama_cpp import Llama
+
+    path = embedded_f16_path(tmp_path)
+    record = path.with_suffix(".json")
+    written = path.stat().st_mtime_ns
+    assert embedded_f16_path(tmp_path) == path and path.stat().st_mtime_ns == written  # read back
+    middle = path.stat().st_size // 2
+    with path.open("r+b") as handle:  # one flipped byte: the record no longer matches
+        handle.seek(middle)
+        byte = handle.read(1)
+        handle.seek(middle)
+        handle.write(bytes([byte[0] ^ 0xFF]))
+    assert embedded_f16_path(tmp_path) == path and record.is_file()
+    with path.open("rb") as handle:  # derived again: the byte is back
+        handle.seek(middle)
+        assert handle.read(1) == byte
+    assert LocalLLM().path.name == path.name and LocalLLM().model == embedded_model_path().name
+
+    text = (
+        "Paris is the capital and largest city of France, on the Seine. It has about two million inhabitants."
+    )
+    scores = []
+    for model in (embedded_model_path(), path):
+        llama = Llama(model_path=str(model), n_ctx=256, logits_all=True, verbose=False, seed=0)
+        ids = llama.tokenize(text.encode())
+        scores.append(_score_chunk(llama, ids[:1], ids[1:]))
+        llama.close()
+    assert scores[1] == pytest.approx(scores[0], abs=0.5)  # per token
+    assert sum(scores[1]) == pytest.approx(sum(scores[0]), rel=0.02)
 
 
 def test_make_llm() -> None:
