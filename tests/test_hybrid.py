@@ -70,6 +70,27 @@ def test_a_kept_sentence_brings_its_passages_header() -> None:
     assert "His novel Dracula appeared in 1897." in headless.messages[0]["content"]
 
 
+RECORDS = (
+    "Document [1](Title: Guinness World Records) The Guinness Book of World Records is a book of records. "
+    "The brainchild of Sir Hugh Beaver, it was co-founded by the brothers Norris and Ross McWhirter in Fleet "
+    "Street, London, in August 1954, and it has since sold many millions of copies around the world.\n\n"
+    "Document [2](Title: Chess) That was his second win of the cup.\n\n"
+    "Document [3](Title: Tea in Britain) Tea arrived in the 17th century."
+)
+
+
+@pytest.mark.parametrize("target", range(26, 56, 3))
+def test_what_is_left_goes_to_the_head_of_the_next_best_unit(target: int) -> None:
+    """When the next unit by relevance does not fit, the budget left is spent on its head rather than on
+    whole units that matter less: the short chess sentence used to take the room where "Sir Hugh Beaver"
+    would have gone (8 of these 10 budgets lost the answer)."""
+    question = "who started the guinness book of world records"
+    result = make_strategy("hybrid").compress(RECORDS, target_tokens=target, question=question)
+    text = result.messages[0]["content"]
+    assert "Sir Hugh Beaver" in text and "second win" not in text
+    assert result.compressed_tokens <= target
+
+
 def test_sentences_inherit_their_passages_relevance() -> None:
     # "He managed the Lyceum Theatre." shares no word with the question; its passage's title does
     texts = [

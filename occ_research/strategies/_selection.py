@@ -125,14 +125,15 @@ def relevant_units(units: Sequence[Unit], scores: Sequence[float], threshold: fl
 
 
 def fill_with_head(order: Sequence[Unit], kept: dict[int, str], allowance: Allowance, model: str) -> None:
-    """Spend what is left of ``allowance`` on the head of the best unit not kept (in ``order``), if at least
-    ``MIN_TRIM_TOKENS`` are left: a cut sentence is worth more than unused budget."""
+    """Spend what is left of ``allowance`` on the head of the best unit not kept whole (in ``order``), if at
+    least ``MIN_TRIM_TOKENS`` are left: a cut sentence is worth more than unused budget. A unit kept in part
+    (a passage's header kept without the sentence it opens) is extended if its head is longer."""
     if allowance.left < MIN_TRIM_TOKENS:
         return
     for unit in order:
-        if unit.index not in kept:
+        if kept.get(unit.index) != unit.text:
             head = allowance.take_part(unit, model)
-            if head:
+            if len(head) > len(kept.get(unit.index, "")):
                 kept[unit.index] = head
             return
 
