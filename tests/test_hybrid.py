@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from occ_research.strategies._hybrid import (
     title_cover,
 )
 from occ_research.strategies._rankers import terms
-from occ_research.strategies._selection import Unit
+from occ_research.strategies._selection import Unit, trim_to_tokens
 
 DOCS = (
     "Answer the question from the documents.\n\n"
@@ -184,6 +185,17 @@ def test_keeps_the_answer_on_nq_and_fills_the_budget(nq_examples: list[Example],
             for r, e in zip(results, nq_examples, strict=True)
         ]
         assert sum(kept) >= 0.85 * len(kept)
+    for result in results:  # a passage header is kept whole or not at all, never cut to "Document [3](Title:"
+        for line in str(result.messages[0]["content"]).splitlines():
+            assert not line.startswith("Document") or re.match(r"Document \[\d+\]\(Title: [^\n]*\)", line)
+
+
+def test_a_head_keeps_a_passage_header_whole_or_not_at_all() -> None:
+    text = "Document [3](Title: The Phantom of the Opera (1986 musical)) It is the longest running show."
+    header = "Document [3](Title: The Phantom of the Opera (1986 musical))"
+    heads = [trim_to_tokens(text, n, "gpt-4o") for n in range(0, 30)]
+    assert all(h == "" or h.startswith(header) for h in heads)
+    assert "" in heads and header in heads and text in heads
 
 
 def test_the_table_is_checked_against_its_record(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -15,7 +15,7 @@ from .._messages import Message, Slot, replace_texts
 from .._tokens import count_messages_tokens
 from ._layout import Layout
 from ._prepare import Prepared
-from ._selection import WORD, Candidates, Choice, Unit
+from ._selection import HEAD_TRIES, WORD, Candidates, Choice, Unit, head_floor
 
 Fitted = tuple[Choice, list[Message], int]  # the choice, the messages it renders to, their tokens
 
@@ -88,8 +88,9 @@ def fit_after_render(
 
 def top_up(fitted: Fitted, units: Sequence[Unit], layout: Layout, job: Prepared, target: int) -> Fitted:
     """Spend what a fitted prompt leaves under ``target`` on the head of the best-scoring unit that is not
-    kept whole, sized by rendering and counting (a binary search over its words), so that the budget is
-    met by the prompt as sent rather than by the sum of unit counts. Only for choices that carry scores
+    kept whole (the next ones, up to ``HEAD_TRIES``, if its header alone does not fit: ``head_floor``),
+    sized by rendering and counting (a binary search over its words), so that the budget is met by the
+    prompt as sent rather than by the sum of unit counts. Only for choices that carry scores
     and keep units as they are or cut to a head; anything else is returned unchanged."""
     choice, _, compressed = fitted
     scores = choice.scores
@@ -103,21 +104,22 @@ def top_up(fitted: Fitted, units: Sequence[Unit], layout: Layout, job: Prepared,
         and choice.kept.get(u.index, "") != u.text
         and u.text.startswith(choice.kept.get(u.index, ""))
     ]
-    if not open_units:
-        return fitted
-    unit = max(open_units, key=lambda u: (scores[u.index], -u.index))
-    words = WORD.findall(unit.text)
-    kept_words = len(WORD.findall(choice.kept.get(unit.index, "")))
-    best = fitted
-    low, high = kept_words + 1, len(words)
-    while low <= high:  # the most words of the unit's head that still fit
-        middle = (low + high) // 2
-        kept = {**choice.kept, unit.index: "".join(words[:middle]).strip()}
-        out = replace_texts(job.messages, job.slots, layout.render(kept, choice.blocks, scores))
-        tokens = count_messages_tokens(out, job.model, job.memo)
-        if tokens <= target:
-            best = (dataclasses.replace(choice, kept=kept), out, tokens)
-            low = middle + 1
-        else:
-            high = middle - 1
-    return best if best[2] > compressed else fitted
+    open_units.sort(key=lambda u: (-scores[u.index], u.index))
+    for unit in open_units[:HEAD_TRIES]:  # the next one only if the best has no head that fits
+        words = WORD.findall(unit.text)
+        kept_words = len(WORD.findall(choice.kept.get(unit.index, "")))
+        best = fitted
+        low, high = max(kept_words + 1, head_floor(unit.text)), len(words)
+        while low <= high:  # the most words of the unit's head that still fit
+            middle = (low + high) // 2
+            kept = {**choice.kept, unit.index: "".join(words[:middle]).strip()}
+            out = replace_texts(job.messages, job.slots, layout.render(kept, choice.blocks, scores))
+            tokens = count_messages_tokens(out, job.model, job.memo)
+            if tokens <= target:
+                best = (dataclasses.replace(choice, kept=kept), out, tokens)
+                low = middle + 1
+            else:
+                high = middle - 1
+        if best[2] > compressed:
+            return best
+    return fitted

@@ -7,6 +7,7 @@ long text before a model reads it (``coarse_cut``).
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 import re
 from collections.abc import Callable, Sequence
@@ -14,11 +15,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .._tokens import encoding_for_model
+from ._order import HEADER
 
 if TYPE_CHECKING:
     from ._base import Strategy
 
 MIN_TRIM_TOKENS = 4  # below this, filling the budget with a cut sentence adds noise, not information
+HEAD_TRIES = 3  # units tried for a head that fits: each try is a binary search over the unit's words
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,14 +130,15 @@ def relevant_units(units: Sequence[Unit], scores: Sequence[float], threshold: fl
 def fill_with_head(order: Sequence[Unit], kept: dict[int, str], allowance: Allowance, model: str) -> None:
     """Spend what is left of ``allowance`` on the head of the best unit not kept whole (in ``order``), if at
     least ``MIN_TRIM_TOKENS`` are left: a cut sentence is worth more than unused budget. A unit kept in part
-    (a passage's header kept without the sentence it opens) is extended if its head is longer."""
+    (a passage's header kept without the sentence it opens) is extended. When the best one has no head
+    that fits (its header alone is too long: ``head_floor``), the next ones are tried, up to ``HEAD_TRIES``."""
     if allowance.left < MIN_TRIM_TOKENS:
         return
-    for unit in order:
-        if kept.get(unit.index) != unit.text:
-            head = allowance.take_part(unit, model)
-            if len(head) > len(kept.get(unit.index, "")):
-                kept[unit.index] = head
+    open_units = (unit for unit in order if kept.get(unit.index) != unit.text)
+    for unit in itertools.islice(open_units, HEAD_TRIES):
+        head = allowance.take_part(unit, model, beyond=kept.get(unit.index, ""))
+        if head:
+            kept[unit.index] = head
             return
 
 
@@ -157,14 +161,16 @@ class Allowance:
         self._paid.add(unit.label)
         return True
 
-    def take_part(self, unit: Unit, model: str, *, from_end: bool = False) -> str:
-        """The longest whole-word head (or tail) of the unit that fits; spends what it costs."""
+    def take_part(self, unit: Unit, model: str, *, from_end: bool = False, beyond: str = "") -> str:
+        """The longest whole-word head (or tail) of the unit that fits, if it is longer than ``beyond`` (what
+        is kept of the unit already); spends what it costs. "" (nothing spent) if there is none."""
         encode = encoding_for_model(model).encode_ordinary
         extra = self.cost(unit) - len(encode(unit.text))  # its label and the line break after it
         part = trim_to_tokens(unit.text, self.left - extra, model, from_end=from_end)
-        if part:
-            self.left -= len(encode(part)) + extra
-            self._paid.add(unit.label)
+        if len(part) <= len(beyond):
+            return ""
+        self.left -= len(encode(part)) + extra
+        self._paid.add(unit.label)
         return part
 
 
@@ -186,7 +192,17 @@ def trim_to_tokens(text: str, max_tokens: int, model: str, *, from_end: bool = F
             low = mid
         else:
             high = mid - 1
+    if not from_end and low < head_floor(text):
+        return ""
     return piece(low)
+
+
+def head_floor(text: str) -> int:
+    """The fewest words a head of ``text`` may keep, if it keeps any: all of a passage header that opens it
+    ("Document [3](Title: ...)"). A header cut short ("Document [3](Title:") is neither a header nor a
+    sentence: 5-8% of NQ prompts at 4x-16x held one before heads respected it."""
+    match = HEADER.match(text)
+    return len(WORD.findall(text[: match.end()])) if match else 0
 
 
 def coarse_cut(candidates: Candidates, max_tokens: int, ranker: Strategy) -> Candidates | Choice:
