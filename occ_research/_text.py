@@ -72,6 +72,8 @@ _BLANK_LINE = re.compile(r"\n[ \t]*\n")
 _LABEL = re.compile(r"[^\W\d_][\w .'’\-]{0,48}?:[ \t]+(?=\S)")
 _SENTENCE_END = re.compile(r"[.!?…]+[\"'”’)\]]*\s+|[。！？]+[」』”’)）]*\s*")
 _OPENERS = "\"'“‘([¿¡"
+#: a passage header's title still open: "Document [5](Title: Help!" ends no sentence, its title goes on
+_OPEN_TITLE = re.compile(r"\((?:title|source):[^()\n]*(?:\([^()\n]*\)[^()\n]*)*$", re.IGNORECASE)
 _LIST_MARKER = re.compile(r"(?:\d{1,3}|[A-Za-z]|[ivxlcIVXLC]{1,5})[.)]")
 _ABBREVIATIONS = frozenset(
     "mr mrs ms dr prof sr jr st mt vs etc e.g i.e cf al fig figs no nos vol ed eds inc ltd co corp "
@@ -158,7 +160,7 @@ def _is_boundary(sentence_so_far: str, next_char: str) -> bool:
     if not (next_char.isupper() or next_char.isdigit() or next_char in _OPENERS or not next_char.isascii()):
         return False
     body = sentence_so_far.rstrip(".!?…\"'”’)] \t")
-    if _LIST_MARKER.fullmatch(sentence_so_far.strip()):
+    if _LIST_MARKER.fullmatch(sentence_so_far.strip()) or _OPEN_TITLE.search(sentence_so_far):
         return False
     last_word = body.rsplit(None, 1)[-1] if body.split() else ""
     last_word = last_word.lstrip(_OPENERS).lower()

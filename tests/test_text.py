@@ -27,6 +27,18 @@ def test_list_markers_and_quotes() -> None:
     assert sentences('He said "Stop." Then he left.') == ['He said "Stop."', "Then he left."]
 
 
+def test_a_passage_title_is_not_cut_at_its_marks() -> None:
+    """ "Help!" in a title ended a sentence inside the header, which then lost its title when kept."""
+    assert sentences("Document [5](Title: Help! (album)) Help! is an album. It sold well.") == [
+        "Document [5](Title: Help! (album)) Help! is an album.",
+        "It sold well.",
+    ]
+    assert sentences("[2] (source: Why? A study) Results vary. More work.") == [
+        "[2] (source: Why? A study) Results vary.",
+        "More work.",
+    ]
+
+
 def test_cjk_sentences_split_without_spaces() -> None:
     assert sentences("这是第一句。这是第二句！最后一句？") == ["这是第一句。", "这是第二句！", "最后一句？"]
 
