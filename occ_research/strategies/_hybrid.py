@@ -112,7 +112,9 @@ class HybridStrategy(RankingStrategy):
     how central they are (cosine to the mean embedding) and by their rare words. Units are kept in order of
     score until one does not fit; what is left goes to that unit's head, not to smaller units further down,
     which matter less (on the tuning questions at 8x, a short unrelated sentence often took the room where
-    the next sentence of the gold passage would have shown its answer). Milliseconds per prompt: the
+    the next sentence of the gold passage would have shown its answer; in a cache-stable chat, where an old
+    message is ranked against its own turn, it keeps less of what that turn did not ask about: see the
+    README). Milliseconds per prompt: the
     embeddings are a table lookup. The weights were chosen on NQ questions apart from the reported
     ones (``benchmarks/retention.py``).
     """
