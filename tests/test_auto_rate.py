@@ -101,7 +101,7 @@ def test_fixed_budgets_are_unchanged(name: str, rate: float, nq_examples: list[E
         assert 0.95 * rate <= plain.rate <= rate
 
 
-@pytest.mark.parametrize("name", ["identity", "dedup", "truncate", "summarize", "pipeline"])
+@pytest.mark.parametrize("name", ["identity", "dedup", "truncate", "random", "summarize", "pipeline"])
 def test_strategies_that_do_not_rank_refuse_auto(name: str) -> None:
     with pytest.raises(InvalidParameterError, match="rate='auto' needs a strategy that ranks"):
         compress(EASY, name, rate="auto")

@@ -4,10 +4,17 @@ from __future__ import annotations
 
 import pytest
 
-from occ_research import ChatPolicy, InvalidParameterError, UnknownNameError, compress, make_strategy
+from occ_research import (
+    ChatPolicy,
+    InvalidParameterError,
+    UnknownNameError,
+    compress,
+    count_tokens,
+    make_strategy,
+)
 from occ_research.evals._datasets import Example
 from occ_research.evals._metrics import contains_answer
-from occ_research.strategies import Pipeline, strategy_from_config
+from occ_research.strategies import Candidates, Pipeline, Unit, fit_by_score, strategy_from_config
 
 from .conftest import STRATEGY_NAMES, build
 
@@ -56,6 +63,35 @@ def test_question_aware_rankers_keep_the_answer(name: str, nq_examples: list[Exa
     ]
     assert sum(kept) >= 0.75 * len(kept)
     assert sum(kept) > sum(random_kept) + 5
+
+
+@pytest.mark.parametrize(
+    ("question", "final", "relevance", "stops"),
+    [
+        ("who?", True, True, True),
+        ("who?", False, True, False),
+        ("", True, True, False),
+        ("who?", True, False, False),
+    ],
+)
+def test_a_unit_that_does_not_fit_ends_the_choice_only_for_the_prompts_question(
+    question: str, final: bool, relevance: bool, stops: bool
+) -> None:
+    """Ranked against the prompt's own question, the first unit that does not fit ends the choice and the
+    rest goes to its head; without a question, in cache-stable mode (a stand-in question) or with scores
+    that say nothing about relevance, smaller units further down use the budget."""
+    texts = [
+        "Guinness World Records is a book.",
+        "The brainchild of Sir Hugh Beaver, the book was founded by two brothers in London in 1954.",
+        "Chess is a game.",
+    ]
+    units = tuple(Unit(i, t, count_tokens(t, "gpt-4o"), 0, "user") for i, t in enumerate(texts))
+    budget = units[0].tokens + units[2].tokens + 7  # the first, and 7 more: the third, or a head
+    candidates = Candidates(units, budget, question, "gpt-4o", 0, final)
+    kept = fit_by_score(candidates, [1.0, 0.9, 0.1], relevance=relevance).kept
+    assert kept[0] == texts[0] and (2 not in kept) == stops
+    assert kept[1].startswith("The brainchild of Sir Hugh Beaver" if stops else "The brainchild")
+    assert kept[1] != texts[1]
 
 
 def test_tfidf_without_question_keeps_central_sentences() -> None:

@@ -109,8 +109,9 @@ class Strategy:
         )
         layout = Layout(slots, job.plans, self._granularity(), job.model, self._order())
         fixed = original - sum(u.tokens for u in layout.units) - layout.label_tokens
+        final = not job.questions  # in cache-stable mode each message has its exchange's question
         candidates = Candidates(
-            layout.units, None, job.question, job.model, job.seed, survey=layout.surroundings
+            layout.units, None, job.question, job.model, job.seed, final, survey=layout.surroundings
         )
         if job.auto:
             target = self._auto_target(candidates, layout, job)
@@ -209,7 +210,7 @@ class RankingStrategy(Strategy):
         return scores
 
     def _choose(self, candidates: Candidates) -> Choice:
-        return fit_by_score(candidates, self._scores(candidates))
+        return fit_by_score(candidates, self._scores(candidates), relevance=self.ranks_relevance)
 
     def _auto_target(self, candidates: Candidates, layout: Layout, job: Prepared) -> int:
         """What the prompt costs keeping exactly the units that stand out (``relevant_units``), measured

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
@@ -65,6 +66,7 @@ def _take_in_order(units: Sequence[Unit], budget: Allowance, model: str, from_en
 class RandomStrategy(RankingStrategy):
     """Drops randomly chosen units (seeded) until the budget fits: the floor any ranking must clear."""
 
+    ranks_relevance: ClassVar[bool] = False
     granularity: str = param("sentence", choices=GRANULARITIES)
 
     def _score(self, candidates: Candidates) -> list[float]:

@@ -35,7 +35,7 @@ from ._order import HEADER
 from ._params import param
 from ._rankers import terms
 from ._registry import register_strategy
-from ._selection import Allowance, Candidates, Choice, Unit, fill_with_head
+from ._selection import Allowance, Candidates, Choice, Unit, fill_with_head, stops_at_misfit
 
 EMBEDDINGS = ("static", "minilm")
 LABEL = re.compile(r"(?m)^\s*(?:question|answer|query|q|a)\s*:", re.IGNORECASE)
@@ -109,12 +109,9 @@ class HybridStrategy(RankingStrategy):
     numbers the question lacks. ``keep_headers`` brings a passage's header (``Document [3](Title: ...)``)
     along with any kept sentence of it. ``embeddings="minilm"`` runs the full model instead of the static
     table for the cosines (about a second per prompt; for comparison). Without a question, units score by
-    how central they are (cosine to the mean embedding) and by their rare words. Units are kept in order of
-    score until one does not fit; what is left goes to that unit's head, not to smaller units further down,
-    which matter less (on the tuning questions at 8x, a short unrelated sentence often took the room where
-    the next sentence of the gold passage would have shown its answer; in a cache-stable chat, where an old
-    message is ranked against its own turn, it keeps less of what that turn did not ask about: see the
-    README). Milliseconds per prompt: the
+    how central they are (cosine to the mean embedding) and by their rare words. With the prompt's own
+    question, units are kept in order of score until one does not fit, and what is left goes to its head
+    (``stops_at_misfit``). Milliseconds per prompt: the
     embeddings are a table lookup. The weights were chosen on NQ questions apart from the reported
     ones (``benchmarks/retention.py``).
     """
@@ -189,6 +186,7 @@ class HybridStrategy(RankingStrategy):
         order = sorted(units, key=lambda u: (-scores[position[u.index]], u.index))
         allowance = Allowance(candidates.budget)
         kept: dict[int, str] = {}
+        stop = stops_at_misfit(candidates)
         for unit in order:
             if kept.get(unit.index) == unit.text:  # a header that is the whole unit (a Markdown heading)
                 continue
@@ -204,9 +202,10 @@ class HybridStrategy(RankingStrategy):
             if header_unit is not None and allowance.cost(unit) + header_tokens[passage] <= allowance.left:
                 allowance.take(header_unit, header_tokens[passage])
                 kept[header] = passages.header_text[passage]
-            if not allowance.take(unit):
-                break  # the rest goes to this unit's head, not to whole units that matter less
-            kept[unit.index] = unit.text
+            if allowance.take(unit):
+                kept[unit.index] = unit.text
+            elif stop:
+                break
         fill_with_head(order, kept, allowance, candidates.model)
         return Choice(kept, scores)
 

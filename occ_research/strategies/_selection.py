@@ -67,6 +67,9 @@ class Candidates:
     question: str  # "" when there is none
     model: str
     seed: int
+    #: False when ``question`` stands in for one not yet asked: in cache-stable mode a message is ranked
+    #: against its own exchange's user turn, and later turns may ask about anything in it
+    question_is_final: bool = True
     #: scratch space shared by the calls of one ``compress`` (which may choose several times with budgets
     #: adjusted to the measured result): lets a strategy score once and select many times
     scratch: dict[str, Any] = field(default_factory=dict, compare=False)
@@ -90,12 +93,14 @@ class Choice:
     blocks: dict[int, str] = field(default_factory=dict)
 
 
-def fit_by_score(candidates: Candidates, scores: Sequence[float]) -> Choice:
+def fit_by_score(candidates: Candidates, scores: Sequence[float], *, relevance: bool = True) -> Choice:
     """Keep the best-scoring units that fit the budget, then fill what is left with the head of the next.
 
     Scores here are length-normalised relevance (cosine, BM25, compression distance), i.e. value per
-    token, so ranking by score is the greedy knapsack rule. Units that do not fit are skipped, so smaller
-    ones further down can still use the budget. Ties go to the earlier unit; a score of -inf is never kept.
+    token, so ranking by score is the greedy knapsack rule. A unit that does not fit ends the choice when
+    ranked against the prompt's question, else it is skipped and smaller ones further down use the budget
+    (``stops_at_misfit``; ``relevance=False``, scores that say nothing about relevance: always skipped).
+    Ties go to the earlier unit; a score of -inf is never kept.
     """
     units = candidates.units
     eligible = [u for u in units if scores[u.index] > -math.inf]
@@ -104,11 +109,27 @@ def fit_by_score(candidates: Candidates, scores: Sequence[float]) -> Choice:
     order = sorted(eligible, key=lambda u: (-scores[u.index], u.index))
     allowance = Allowance(candidates.budget)
     kept: dict[int, str] = {}
+    stop = relevance and stops_at_misfit(candidates)
     for unit in order:
         if allowance.take(unit):
             kept[unit.index] = unit.text
+        elif stop:
+            break
     fill_with_head(order, kept, allowance, candidates.model)
     return Choice(kept, scores)
+
+
+def stops_at_misfit(candidates: Candidates) -> bool:
+    """Whether the first unit (by score) that does not fit ends the choice, the budget left going to its
+    head (``fill_with_head``), rather than to smaller units further down.
+
+    Yes when the units are ranked against the prompt's own question: relevance falls off, and on NQ at 8x
+    a short unrelated sentence often took the room where the next sentence of the gold passage would have
+    shown its answer. No without a question (salience spreads over the text: whole sentences are worth
+    more than a cut one) and in cache-stable mode, where a message is ranked against its own turn and a
+    later turn may ask about what that turn did not: there the smaller units keep more of it.
+    """
+    return bool(candidates.question) and candidates.question_is_final
 
 
 def relevant_units(units: Sequence[Unit], scores: Sequence[float], threshold: float) -> list[Unit]:
