@@ -1,7 +1,8 @@
 """Rank units by relevance to the question (or by salience without one) and keep the best that fit.
 
-All three are ``RankingStrategy``: they score units once and share the selection of ``fit_by_score``: best score per token first, skip what does not fit,
-fill the rest with the head of the next unit, emit in the original order (or the kept passages by relevance:
+All three are ``RankingStrategy``: they score units once and share the selection of ``fit_by_score``: best
+score per token first until one does not fit (with the prompt's question; else skip it and go on), fill the
+rest with the head of the next unit, emit in the original order (or the kept passages by relevance:
 ``order``); with ``rate="auto"`` the scores also set the budget (``RankingStrategy``).
 """
 
