@@ -125,8 +125,8 @@ class LocalLLM(LLM):
     """Chat and log-probabilities from a local GGUF model; one model load per process per file.
 
     ``sha256`` checks a user-supplied file; the embedded model is always checked, and runs from its float16
-    form (``path``; ``model`` keeps the shipped file's name). Calls are serialised (llama.cpp contexts are not
-    thread-safe).
+    form (``path``, whose name is ``model``: the call cache keys on it). Calls are serialised (llama.cpp
+    contexts are not thread-safe).
     """
 
     backend = "llama-cpp"
@@ -135,7 +135,8 @@ class LocalLLM(LLM):
         self, model_path: str | Path | None = None, *, sha256: str | None = None, n_ctx: int = 2048
     ) -> None:
         if model_path is None:
-            self.path, self.model = embedded_f16_path(), EMBEDDED_FILE
+            self.path = embedded_f16_path()
+            self.model = self.path.name  # what runs: cached answers of the Q4_1 file are not reused
         else:
             path = Path(model_path)
             if not path.is_file():
