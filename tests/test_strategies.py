@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from occ_research import (
@@ -92,6 +94,24 @@ def test_a_unit_that_does_not_fit_ends_the_choice_only_for_the_prompts_question(
     assert kept[0] == texts[0] and (2 not in kept) == stops
     assert kept[1].startswith("The brainchild of Sir Hugh Beaver" if stops else "The brainchild")
     assert kept[1] != texts[1]
+
+
+def test_in_cache_stable_mode_only_retrieved_passages_stop_at_a_misfit() -> None:
+    """A turn's retrieved passages were fetched for its question, so they are chosen as for the prompt's own
+    question; pasted text, which a later turn may ask about anything in, fills the budget with whole
+    smaller units."""
+    passages = (
+        "Document [1](Title: Guinness World Records) The Guinness Book of World Records is a book of records. "
+        "The brainchild of Sir Hugh Beaver, it was co-founded by the brothers Norris and Ross McWhirter in "
+        "Fleet Street, London, in August 1954, and it has since sold many millions of copies around the world."
+        "\n\nDocument [2](Title: Chess) That was his second win of the cup."
+        "\n\nDocument [3](Title: Tea in Britain) Tea arrived in the 17th century."
+    )
+    pasted = re.sub(r"Document \[\d\]\(Title: [^)]*\) ", "", passages)
+    for text, stops in ((passages, True), (pasted, False)):
+        messages = [{"role": "user", "content": text + "\n\nwho started the guinness book of world records?"}]
+        out = str(compress(messages, "bm25", rate=0.4, cache_stable=True).messages[0]["content"])
+        assert "Sir Hugh Beaver" in out and ("second win" not in out) == stops
 
 
 def test_tfidf_without_question_keeps_central_sentences() -> None:

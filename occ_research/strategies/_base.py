@@ -31,6 +31,7 @@ from .._tokens import count_messages_tokens
 from ..exceptions import InvalidParameterError
 from ._fit import fit_to_target
 from ._layout import Layout
+from ._order import NUMBERED_PASSAGE
 from ._params import ORDERS, Granularity, Order, check_param, param
 from ._prepare import CompressOptions, Prepared, prepare
 from ._results import CompressionResult, trace_of
@@ -109,9 +110,10 @@ class Strategy:
         )
         layout = Layout(slots, job.plans, self._granularity(), job.model, self._order())
         fixed = original - sum(u.tokens for u in layout.units) - layout.label_tokens
-        final = not job.questions  # in cache-stable mode each message has its exchange's question
+        # in cache-stable mode each message is ranked against its exchange's question (see Candidates)
+        for_question = not job.questions or any(NUMBERED_PASSAGE.match(u.text) for u in layout.units)
         candidates = Candidates(
-            layout.units, None, job.question, job.model, job.seed, final, survey=layout.surroundings
+            layout.units, None, job.question, job.model, job.seed, for_question, survey=layout.surroundings
         )
         if job.auto:
             target = self._auto_target(candidates, layout, job)

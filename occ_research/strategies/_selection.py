@@ -67,9 +67,10 @@ class Candidates:
     question: str  # "" when there is none
     model: str
     seed: int
-    #: False when ``question`` stands in for one not yet asked: in cache-stable mode a message is ranked
-    #: against its own exchange's user turn, and later turns may ask about anything in it
-    question_is_final: bool = True
+    #: whether the units are there for the question they are ranked against: the prompt's own question, or
+    #: in cache-stable mode retrieved passages (numbered), fetched for their turn's question. Not pasted text
+    #: ranked against its own turn, which a later turn may ask about anything in
+    for_question: bool = True
     #: scratch space shared by the calls of one ``compress`` (which may choose several times with budgets
     #: adjusted to the measured result): lets a strategy score once and select many times
     scratch: dict[str, Any] = field(default_factory=dict, compare=False)
@@ -127,9 +128,10 @@ def stops_at_misfit(candidates: Candidates) -> bool:
     a short unrelated sentence often took the room where the next sentence of the gold passage would have
     shown its answer. No without a question (salience spreads over the text: whole sentences are worth
     more than a cut one) and in cache-stable mode, where a message is ranked against its own turn and a
-    later turn may ask about what that turn did not: there the smaller units keep more of it.
+    later turn may ask about what that turn did not (there the smaller units keep more of it), unless the
+    message holds retrieved passages, which were fetched for that turn's question (``for_question``).
     """
-    return bool(candidates.question) and candidates.question_is_final
+    return bool(candidates.question) and candidates.for_question
 
 
 def relevant_units(units: Sequence[Unit], scores: Sequence[float], threshold: float) -> list[Unit]:
