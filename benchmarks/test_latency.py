@@ -1,4 +1,5 @@
-"""Compression latency and peak memory per strategy on real text at 1k, 10k and 100k tokens.
+"""Compression latency and peak memory per strategy on real text at 1k, 10k and 100k tokens, next to one
+tiktoken encoding pass over the same text (the floor: every compression counts its prompt once).
 
 Run: ``pytest benchmarks --benchmark-json=benchmarks/results.json`` then
 ``python benchmarks/report.py benchmarks/results.json`` for the README table.
@@ -12,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from occ_research._tokens import count_tokens
+from occ_research._tokens import DEFAULT_MODEL, count_tokens, encoding_for_model
 from occ_research.evals._datasets import load_examples
 from occ_research.strategies import STRATEGIES, make_strategy
 
@@ -75,3 +76,15 @@ def test_compress_latency(benchmark: Any, name: str, source: str, size: int) -> 
     )
     benchmark.group = f"{source}-{size}"
     benchmark(run)
+
+
+@pytest.mark.parametrize("size", SIZES)
+@pytest.mark.parametrize("source", ["qmsum", "sharegpt"])
+def test_encode_latency(benchmark: Any, source: str, size: int) -> None:
+    """One tiktoken pass over the prompt's text, in the same run: the report divides by it ("x encode")."""
+    messages, _ = prompt(source, size)
+    text = "\n".join(m["content"] for m in messages)
+    encode = encoding_for_model(DEFAULT_MODEL).encode_ordinary
+    benchmark.extra_info.update(tokens=len(encode(text)), peak_mib=0.0)
+    benchmark.group = f"{source}-{size}"
+    benchmark(encode, text)

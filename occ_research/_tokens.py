@@ -17,6 +17,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from functools import cache
 from typing import Any
 
+import numpy as np
 import tiktoken
 
 from .exceptions import TokenizerError
@@ -102,6 +103,10 @@ def _tiktoken_definition(name: str, ranks: dict[bytes, int]) -> dict[str, Any]:
     return definition
 
 
+#: bytes per token id of each encoding built (``token_ends`` turns token ids into offsets with it)
+_TOKEN_WIDTHS: dict[str, np.ndarray] = {}
+
+
 @cache
 def get_encoding(name: str) -> tiktoken.Encoding:
     """A tiktoken ``Encoding`` built offline from verified rank files (one per name and process).
@@ -111,7 +116,11 @@ def get_encoding(name: str) -> tiktoken.Encoding:
     """
     if name not in ENCODING_SHA256:
         raise TokenizerError(f"no offline rank file for encoding {name!r}; known: {sorted(ENCODING_SHA256)}")
-    return tiktoken.Encoding(**_tiktoken_definition(name, _read_ranks(name)))
+    ranks = _read_ranks(name)
+    widths = np.zeros(max(ranks.values()) + 1, dtype=np.int32)
+    widths[list(ranks.values())] = [len(piece) for piece in ranks]
+    _TOKEN_WIDTHS[name] = widths
+    return tiktoken.Encoding(**_tiktoken_definition(name, ranks))
 
 
 def encoding_for_model(model: str) -> tiktoken.Encoding:
@@ -122,6 +131,44 @@ def count_text_tokens(texts: Sequence[str], model: str = DEFAULT_MODEL) -> list[
     """Token counts of many texts (a plain loop: tiktoken's threaded batch is slower on short texts)."""
     encode = encoding_for_model(model).encode_ordinary
     return [len(encode(text)) for text in texts]
+
+
+def token_ends(text: str, model: str = DEFAULT_MODEL) -> np.ndarray:
+    """Where each token of ``text`` ends (a character offset, exclusive), from one encoding pass.
+
+    The tokens of a piece of the text are then those whose last character lies in it: a text split into
+    thousands of sentences is counted in one pass instead of one encoder call per sentence (which cost
+    more than the pass itself), and the pieces' counts add up to the text's.
+    """
+    name = encoding_name_for_model(model)
+    encoding, widths = get_encoding(name), _TOKEN_WIDTHS[name]
+    tokens = encoding.encode_to_numpy(text, disallowed_special=())  # special tokens' text as plain text
+    byte_ends = np.cumsum(widths[tokens], dtype=np.int64)
+    if text.isascii():
+        return byte_ends
+    raw = np.frombuffer(text.encode(), dtype=np.uint8)
+    continuations = np.flatnonzero((raw & 0xC0) == 0x80)  # the bytes of a character after its first
+    # characters before a byte offset = bytes before it that start one; a token that ends inside a
+    # character (byte-level BPE) ends with that character
+    char_ends: np.ndarray = byte_ends - np.searchsorted(continuations, byte_ends)
+    return char_ends
+
+
+class TokenMemo(dict[str, int]):
+    """Token counts of the texts one compression has seen (text -> tokens), and where the tokens of the
+    texts being split end (``ends``): a text is encoded once however often it is counted or split."""
+
+    def __init__(self, model: str = DEFAULT_MODEL) -> None:
+        super().__init__()
+        self.model = model
+        self._ends: dict[str, np.ndarray] = {}
+
+    def ends(self, text: str) -> np.ndarray:
+        """``token_ends`` of the text, computed once; its count is recorded as well."""
+        if text not in self._ends:
+            self._ends[text] = token_ends(text, self.model)
+            self[text] = len(self._ends[text])
+        return self._ends[text]
 
 
 def message_strings(message: Mapping[str, Any]) -> list[str]:

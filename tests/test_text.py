@@ -1,9 +1,11 @@
 from __future__ import annotations
 
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from occ_research._text import join_atoms, protected_blocks, split_sentences, split_text
+from occ_research._tokens import count_tokens, token_ends
+from occ_research.strategies._layout import atom_tokens
 
 
 def sentences(text: str) -> list[str]:
@@ -93,3 +95,28 @@ def test_atoms_cover_all_non_space_text(text: str) -> None:
     seg = split_text(text)
     assert "".join("".join(a.text.split()) for a in seg.atoms) == "".join(text.split())
     assert all(not a.after.strip() for a in seg.atoms)
+
+
+@settings(deadline=None)  # the first example loads the encoding
+@given(st.text(alphabet=st.sampled_from(list("ab Zé中🎉 .!?\n\t`{}|:\"'。")), max_size=300))
+def test_atom_counts_from_one_pass_add_up_to_the_text(text: str) -> None:
+    """Every token of the text counts for exactly one atom, but those that end in the whitespace before
+    the first atom."""
+    seg = split_text(text)
+    ends = token_ends(text, "gpt-4o")
+    counts = atom_tokens(seg, ends)
+    assert len(counts) == len(seg) and all(n >= 0 for n in counts)
+    in_lead = int((ends <= len(seg.lead)).sum()) if len(seg) else len(ends)
+    assert sum(counts) + in_lead == count_tokens(text, "gpt-4o")
+
+
+def test_an_atom_costs_about_what_it_costs_alone() -> None:
+    text = (
+        "Alice: The meeting starts now. We review the budget.\n"
+        "Bob: Numbers first, please! The totals are in the table.\n\n"
+        "Document [2](Title: Help! (album)) Help! is the fifth album by the Beatles."
+    )
+    seg = split_text(text)
+    for atom, tokens in zip(seg.atoms, atom_tokens(seg, token_ends(text, "gpt-4o")), strict=True):
+        alone = count_tokens(atom.text + "\n" * min(atom.after.count("\n"), 2), "gpt-4o")
+        assert abs(tokens - alone) <= 1, atom

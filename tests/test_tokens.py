@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from occ_research import count_tokens, encoding_name_for_model
-from occ_research._tokens import ENCODING_SHA256, get_encoding
+from occ_research._tokens import ENCODING_SHA256, TokenMemo, get_encoding, token_ends
 from occ_research.exceptions import TokenizerError
 
 # The example conversation of OpenAI's cookbook "How to count tokens with tiktoken"; the cookbook reports
@@ -120,3 +120,36 @@ def test_tool_calls_and_parts_are_counted() -> None:
         ],
     }
     assert count_tokens([call]) > count_tokens([{"role": "assistant", "content": None}])
+
+
+@pytest.mark.parametrize("model", ["gpt-4o", "gpt-4"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Plain ASCII. Two sentences.\n\nA paragraph after a blank line.",
+        "Accents: café, naïve, Zürich. Curly “quotes” and an em dash — here.",
+        "Emoji split across tokens: 🎉🧪🦜 and 中文字符的句子。日本語のテキスト！",
+        "Special-token text stays text: <|endoftext|> <|im_start|>",
+        "",
+    ],
+)
+def test_token_ends_locate_every_token(model: str, text: str) -> None:
+    """One pass gives each token's end as a character offset: the character that holds its last byte."""
+    encoding = get_encoding(encoding_name_for_model(model))
+    tokens = encoding.encode_ordinary(text)
+    ends = token_ends(text, model)
+    assert len(ends) == len(tokens)
+    raw, position, expected = text.encode(), 0, []
+    for token in tokens:
+        position += len(encoding.decode_single_token_bytes(token))
+        # characters that start before the token's end: a character cut by it counts as its last
+        expected.append(sum(1 for byte in raw[:position] if byte & 0xC0 != 0x80))
+    assert ends.tolist() == expected
+
+
+def test_a_memo_encodes_a_text_once_and_records_its_count() -> None:
+    memo = TokenMemo("gpt-4o")
+    text = "Where each token ends is computed once. " * 20
+    first = memo.ends(text)
+    assert memo.ends(text) is first
+    assert memo[text] == count_tokens(text, "gpt-4o") == len(first)

@@ -108,7 +108,7 @@ class Strategy:
             job.target,
             job.memo,
         )
-        layout = Layout(slots, job.plans, self._granularity(), job.model, self._order())
+        layout = Layout(slots, job.plans, self._granularity(), job.model, self._order(), job.memo)
         fixed = original - sum(u.tokens for u in layout.units) - layout.label_tokens
         # in cache-stable mode each message is ranked against its exchange's question (see Candidates)
         for_question = not job.questions or any(NUMBERED_PASSAGE.match(u.text) for u in layout.units)

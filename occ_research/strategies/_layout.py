@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+
+import numpy as np
 
 from .._messages import Slot, default_question, find_question
 from .._text import Segmented, join_atoms, protected_blocks, split_text
-from .._tokens import count_text_tokens
+from .._tokens import TokenMemo
 from ._order import reorder
 from ._params import Granularity, Order
 from ._policy import OMITTED, SlotPlan
@@ -53,49 +55,36 @@ class Layout:
         granularity: Granularity,
         model: str,
         order: Order = "original",
+        memo: TokenMemo | None = None,
     ) -> None:
         self.slots = slots
         self.plans = plans
         self.granularity = granularity
         self.order = order
+        memo = TokenMemo(model) if memo is None else memo
         self.segmented: list[Segmented | None] = []
         self.members: list[tuple[int, tuple[int, ...]]] = []  # per unit: slot index, atom indices
-        texts: list[str] = []
-        counted: list[str] = []
-        lines: list[tuple[int, int]] = []
-        labels: dict[tuple[int, int], str] = {}  # (slot, line) -> speaker label on that line
-        roles: list[tuple[int, str]] = []
+        units: list[Unit] = []
+        labels: dict[tuple[int, int], tuple[int, int]] = {}  # (slot, line) -> its speaker label: id, tokens
         for k, slot in enumerate(slots):
             if not plans[k].free:
                 self.segmented.append(None)
                 continue
             seg = split_text(slot.text, plans[k].protected)
             self.segmented.append(seg)
-            for kind, line, text in zip(seg.kinds, seg.lines, seg.texts, strict=True):
-                if kind == "label":
-                    labels[(k, line)] = text
-            sentences = [i for i, kind in enumerate(seg.kinds) if kind == "sentence"]
-            # lines and blocks only grow along the atoms, so a unit is a run of sentences with the same key
-            for _, run in itertools.groupby(sentences, key=_unit_key(seg, granularity)):
-                atom_ids = tuple(run)
+            tokens = atom_tokens(seg, memo.ends(slot.text))
+            for i in (i for i, kind in enumerate(seg.kinds) if kind == "label"):
+                labels[(k, seg.lines[i])] = (len(labels), tokens[i])
+            for atom_ids in _unit_atoms(seg, granularity):
+                label, label_tokens = labels.get((k, seg.lines[atom_ids[0]]), (-1, 0)) if labels else (-1, 0)
                 self.members.append((k, atom_ids))
-                texts.append(_join_members(seg, atom_ids))
-                lines.append((k, seg.lines[atom_ids[0]]))
-                roles.append((slot.message, slot.role))
-                # a kept unit also pays for the line break after it, so count that too
-                counted.append(texts[-1] + "\n" * min(seg.afters[atom_ids[-1]].count("\n"), 2))
-        tokens = count_text_tokens(counted, model)
-        label_ids = {key: n for n, key in enumerate(labels)}
-        label_tokens = dict(
-            zip(labels, count_text_tokens([t + " " for t in labels.values()], model), strict=True)
-        )
-        self.label_tokens = sum(label_tokens.values())
-        self.units = tuple(
-            Unit(i, text, n, message, role, label_ids.get(line, -1), label_tokens.get(line, 0))
-            for i, (text, n, (message, role), line) in enumerate(
-                zip(texts, tokens, roles, lines, strict=True)
-            )
-        )
+                if len(atom_ids) == 1:
+                    text, cost = seg.texts[atom_ids[0]], tokens[atom_ids[0]]
+                else:
+                    text, cost = _join_members(seg, atom_ids), sum(tokens[i] for i in atom_ids)
+                units.append(Unit(len(units), text, cost, slot.message, slot.role, label, label_tokens))
+        self.label_tokens = sum(n for _, n in labels.values())
+        self.units = tuple(units)
         self._surroundings: Surroundings | None = None
         self._block_at: dict[int, tuple[int, int]] = {}  # block index -> (slot, atom) of a free block
 
@@ -126,9 +115,7 @@ class Layout:
             if self.segmented[k] is not None:
                 placed.extend(((k, first), unit) for first, unit in units_of.get(k, ()))
                 continue
-            sentences = [i for i, kind in enumerate(seg.kinds) if kind == "sentence"]
-            for _, run in itertools.groupby(sentences, key=_unit_key(seg, self.granularity)):
-                atom_ids = tuple(run)
+            for atom_ids in _unit_atoms(seg, self.granularity):
                 unit = Unit(-1 - len(context), _join_members(seg, atom_ids), 0, slot.message, slot.role)
                 context.append(unit)
                 placed.append(((k, atom_ids[0]), unit))
@@ -203,12 +190,31 @@ class Layout:
         return ranks
 
 
-def _unit_key(seg: Segmented, granularity: Granularity) -> Callable[[int], int]:
-    if granularity == "paragraph":
-        return seg.lines.__getitem__
-    if granularity == "passage":
-        return seg.blocks.__getitem__
-    return lambda i: i
+def atom_tokens(seg: Segmented, ends: np.ndarray) -> list[int]:
+    """The tokens of each atom of a text split into ``seg``, given where the text's tokens end
+    (``TokenMemo.ends``): a token counts for the atom its last character falls in, or after, so an atom
+    also pays for the whitespace that follows it (a kept sentence brings its line break). Tokens before the
+    first atom count for none."""
+    if not len(seg):
+        return []
+    lengths = np.fromiter(map(len, seg.texts), np.int64, len(seg)) + np.fromiter(
+        map(len, seg.afters), np.int64, len(seg)
+    )
+    starts = np.concatenate(([len(seg.lead)], len(seg.lead) + np.cumsum(lengths[:-1])))
+    # the atom holding each token's last character (-1: the whitespace before the first atom)
+    owner = np.searchsorted(starts, ends - 1, side="right") - 1
+    counts: list[int] = np.bincount(owner[owner >= 0], minlength=len(seg)).tolist()
+    return counts
+
+
+def _unit_atoms(seg: Segmented, granularity: Granularity) -> list[tuple[int, ...]]:
+    """The sentence atoms of each unit: one each, or the runs on one line (paragraph) or in one block
+    (passage); lines and blocks only grow along the atoms, so a unit is a run of sentences with one key."""
+    sentences = [i for i, kind in enumerate(seg.kinds) if kind == "sentence"]
+    if granularity == "sentence":
+        return [(i,) for i in sentences]
+    key = seg.lines if granularity == "paragraph" else seg.blocks
+    return [tuple(run) for _, run in itertools.groupby(sentences, key=key.__getitem__)]
 
 
 def _join_members(seg: Segmented, atom_ids: Sequence[int]) -> str:

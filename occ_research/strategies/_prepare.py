@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypedDict, cast
 
 from .._messages import Message, Slot, find_question, normalize_prompt, text_slots
-from .._tokens import DEFAULT_MODEL, count_messages_tokens, encoding_for_model
+from .._tokens import DEFAULT_MODEL, TokenMemo, count_messages_tokens, encoding_for_model
 from ..exceptions import InvalidParameterError
 from ._layout import QuestionSpan, resolve_question
 from ._params import AUTO, Rate, check_budget
@@ -106,7 +106,7 @@ class Prepared:
     seed: int
     compress_system: bool
     started: float
-    memo: dict[str, int]  # text -> tokens, shared by the counts of one compression
+    memo: TokenMemo  # text -> tokens (and where they end), shared by the counts of one compression
     rate: float | None  # None with ``auto``: no fixed fraction
     policy: ChatPolicy
     chat: bool  # the conversation rules apply
@@ -143,7 +143,9 @@ def prepare(prompt: str | Sequence[Mapping[str, Any]], options: CompressOptions)
         )
     messages = normalize_prompt(prompt)
     slots = text_slots(messages)
-    memo: dict[str, int] = {}
+    memo = TokenMemo(model)
+    for slot in slots:  # the texts a strategy splits: encoded once, with where each token ends
+        memo.ends(slot.text)
     original = count_messages_tokens(messages, model, memo)
     fraction = rate if isinstance(rate, int | float) else None
     target = target_tokens if fraction is None else int(fraction * original)

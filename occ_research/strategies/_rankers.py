@@ -33,6 +33,11 @@ def terms(text: str) -> list[str]:
     return _TERM.findall(text)
 
 
+def _plain_terms(text: str) -> list[str]:
+    """``terms`` of a text known to hold no CJK character (one check for a whole prompt, not per unit)."""
+    return _TERM.findall(text.lower())
+
+
 @register_strategy("tfidf")
 @dataclass
 class TfidfStrategy(RankingStrategy):
@@ -94,29 +99,29 @@ class Bm25Strategy(RankingStrategy):
             return []
         n = len(candidates.units)
         query = set(terms(candidates.question))
-        df: Counter[str] = Counter()  # in how many units each term occurs
+        split = terms if any(CJK_CHARACTER.search(u.text) for u in candidates.units) else _plain_terms
+        # per unit, its length and the counts of the terms that matter: the question's (a prompt's
+        # vocabulary is far larger), or (no question) every distinct term. Plain str -> int dicts, which the
+        # garbage collector does not track (see ``_text.Segmented``)
+        df: Counter[str] = Counter(dict.fromkeys(query, 0))  # in how many units each term occurs
         lengths: list[int] = []
-        # per unit, the counts of the terms that matter: the question's, or (no question) every distinct
-        # term. Plain str -> int dicts, which the garbage collector does not track (see ``_text.Segmented``)
         counts: list[dict[str, int]] = []
         for unit in candidates.units:
-            words = terms(unit.text)
-            distinct = set(words)
-            df.update(distinct)
+            words = split(unit.text)
             lengths.append(len(words))
-            counts.append(
-                {t: words.count(t) for t in query & distinct} if query else dict.fromkeys(distinct, 1)
-            )
-        idf = {t: math.log(1 + (n - f + 0.5) / (f + 0.5)) for t, f in df.items() if not query or t in query}
+            present = query.intersection(words) if query else set(words)
+            if present:
+                df.update(present)
+            counts.append({t: words.count(t) for t in present} if query else dict.fromkeys(present, 1))
+        idf = {t: math.log(1 + (n - f + 0.5) / (f + 0.5)) for t, f in df.items()}
+        if not query:
+            return [sum(idf[t] for t in tf) for tf in counts]
         avg = (sum(lengths) / n) or 1.0
         k1, b = self.k1, self.b
         scores = []
         for tf, length in zip(counts, lengths, strict=True):
-            if query:
-                norm = k1 * (1 - b + b * length / avg)
-                scores.append(sum(idf[t] * f * (k1 + 1) / (f + norm) for t, f in tf.items()))
-            else:
-                scores.append(sum(idf[t] for t in tf))
+            norm = k1 * (1 - b + b * length / avg)
+            scores.append(sum(idf[t] * f * (k1 + 1) / (f + norm) for t, f in tf.items()))
         return scores
 
 

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from .._messages import Message, text_slots
 from ._selection import Choice, Unit
 
 
-@dataclass(frozen=True, slots=True)
-class TraceEntry:
+class TraceEntry(NamedTuple):
+    """What one step did with one unit. A named tuple: a 100k-token prompt has thousands of units, and a
+    frozen dataclass costs twice as much to build (it sets each field through ``object.__setattr__``)."""
+
     step: str
     message: int
     action: Literal["kept", "dropped", "rewritten"]
