@@ -144,9 +144,7 @@ def prepare(prompt: str | Sequence[Mapping[str, Any]], options: CompressOptions)
     messages = normalize_prompt(prompt)
     slots = text_slots(messages)
     memo = TokenMemo(model)
-    for slot in slots:  # the texts a strategy splits: encoded once, with where each token ends
-        memo.ends(slot.text)
-    original = count_messages_tokens(messages, model, memo)
+    original = _count(messages, slots, memo)
     fraction = rate if isinstance(rate, int | float) else None
     target = target_tokens if fraction is None else int(fraction * original)
     if isinstance(prompt, str):
@@ -191,6 +189,14 @@ def prepare(prompt: str | Sequence[Mapping[str, Any]], options: CompressOptions)
     )
 
 
+def _count(messages: Sequence[Message], slots: Sequence[Slot], memo: TokenMemo) -> int:
+    """The prompt's tokens; the texts a strategy may split are encoded with where each token ends, so the
+    count and the units' counts come from one pass over each text."""
+    for slot in slots:
+        memo.ends(slot.text)
+    return count_messages_tokens(messages, memo.model, memo)
+
+
 def tokens_to_remove(
     slots: Sequence[Slot],
     plans: Sequence[SlotPlan],
@@ -229,7 +235,7 @@ def restate(job: Prepared, messages: Sequence[Message], target: int | None) -> P
         job,
         messages=messages,
         slots=slots,
-        original_tokens=count_messages_tokens(messages, job.model, job.memo),
+        original_tokens=_count(messages, slots, job.memo),
         target=target,
         located=located,
         plans=slot_plans(slots, job.modes, located, job.policy),
