@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 import re
 import zlib
-from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
@@ -103,15 +102,15 @@ class Bm25Strategy(RankingStrategy):
         # per unit, its length and the counts of the terms that matter: the question's (a prompt's
         # vocabulary is far larger), or (no question) every distinct term. Plain str -> int dicts, which the
         # garbage collector does not track (see ``_text.Segmented``)
-        df: Counter[str] = Counter(dict.fromkeys(query, 0))  # in how many units each term occurs
+        df = dict.fromkeys(query, 0)  # in how many units each term occurs
         lengths: list[int] = []
         counts: list[dict[str, int]] = []
         for unit in candidates.units:
             words = split(unit.text)
             lengths.append(len(words))
             present = query.intersection(words) if query else set(words)
-            if present:
-                df.update(present)
+            for t in present:  # a loop, not Counter.update: that checks its argument's type on each call
+                df[t] = df.get(t, 0) + 1
             counts.append({t: words.count(t) for t in present} if query else dict.fromkeys(present, 1))
         idf = {t: math.log(1 + (n - f + 0.5) / (f + 0.5)) for t, f in df.items()}
         if not query:
