@@ -1,7 +1,8 @@
 """Meeting a budget by measurement: the rendered prompt is counted, never the sum of its units.
 
-Units are counted one by one, so the joined text differs from their sum by a few tokens (line breaks,
-labels, merges at token boundaries). ``fit_to_target`` feeds the measured gap back into the budget the
+Units are counted from one encoding pass over each text (``Layout``), so their counts add up to the
+text's; the rendered prompt still differs from their sum by a few tokens, because kept units meet across
+dropped text (separators, merges at the new token boundaries). ``fit_to_target`` feeds the measured gap back into the budget the
 strategy chooses with; ``fit_after_render`` is its last resort.
 """
 
