@@ -29,8 +29,11 @@ from occ_research.evals._datasets import NQ_INSTRUCTION, Example
 from occ_research.evals._metrics import contains_answer
 from occ_research.evals._stats import wilson
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from retention import compressors  # a sibling script
+try:
+    from benchmarks.retention import compressors
+except ImportError:  # run as a script from the repository root
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from benchmarks.retention import compressors
 
 DATA = Path(__file__).resolve().parent / "data" / "hotpotqa-dev-distractor-first100.json.gz"
 SHA256 = "32ed3ffab548f1d57ba65365bd581d17b428980fa7be881ab0c45f79d9fe6827"
