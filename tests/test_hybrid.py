@@ -20,6 +20,7 @@ from occ_research.strategies._hybrid import (
     WordVectors,
     answer_words,
     find_passages,
+    named_passages,
     title_cover,
 )
 from occ_research.strategies._rankers import terms
@@ -122,6 +123,38 @@ def test_a_question_that_names_a_title_lifts_its_passage() -> None:
     )
     query = set(terms("who is the girl in green day 21 guns"))
     assert list(title_cover(headers, query)) == [0.0, 1.0, 0.0, 1.0, 0.0]
+
+
+def test_the_best_passage_names_the_next_hop() -> None:
+    headers = (
+        "",
+        "Document [1](Title: Kiss and Tell (1945 film))",
+        "Document [2](Title: Shirley Temple)",
+        "Document [3](Title: Corliss Archer)",
+        "Document [4](Title: Lord High Treasurer)",
+    )
+    film = "Kiss and Tell is a 1945 comedy starring Shirley Temple as Corliss Archer."
+    query = set(terms("What position was held by the actress who played Corliss Archer in Kiss and Tell?"))
+    # Shirley Temple is named and new; Corliss Archer is named but made of question words (the question's
+    # own topic); the source passage itself and unnamed passages get nothing
+    assert list(named_passages(headers, film, 1, query)) == [0.0, 0.0, 1.0, 0.0, 0.0]
+    assert not named_passages(headers, "Shirley Temples were built.", 1, query).any()  # words, not letters
+
+
+def test_a_two_hop_answer_is_kept_when_the_first_hop_names_its_passage() -> None:
+    """HotpotQA: "The director of the romantic comedy "Big Stone Gap" is based in what New York city?" The
+    film's passage names its director, Adriana Trigiani, whose passage says where she lives."""
+    from benchmarks.multihop import example, load
+
+    prompt, supporting = example(4, load()[4])
+    assert prompt.answers == ["Greenwich Village, New York City"]
+
+    def kept(strategy: HybridStrategy) -> bool:
+        out = strategy.compress(prompt.messages, rate=1 / 3, model="gpt-4").messages[0]["content"]
+        return contains_answer(out, prompt.answers)
+
+    assert kept(HybridStrategy())
+    assert not kept(HybridStrategy(hop_weight=0.0))  # without the hop the director's passage is cut
 
 
 def test_names_and_numbers_the_question_lacks_mark_the_likely_answer() -> None:

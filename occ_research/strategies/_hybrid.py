@@ -106,7 +106,10 @@ class HybridStrategy(RankingStrategy):
     added to them; ``passage_weight`` is the share of its passage's relevance a sentence takes on;
     ``title_weight`` what a passage gains when the question names its title (the share of the title's
     words in the question); ``answer_weight`` what a sentence of a relevant passage gains for names and
-    numbers the question lacks. ``keep_headers`` brings a passage's header (``Document [3](Title: ...)``)
+    numbers the question lacks; ``hop_weight`` what a passage gains, as a share of the most relevant
+    passage's relevance, when that passage names its title and the question does not (the second hop of a
+    multi-hop question: "the woman who portrayed Corliss Archer in Kiss and Tell" leads to the film's
+    passage, which names Shirley Temple, whose passage holds the answer). ``keep_headers`` brings a passage's header (``Document [3](Title: ...)``)
     along with any kept sentence of it. ``embeddings="minilm"`` runs the full model instead of the static
     table for the cosines (about a second per prompt; for comparison). Without a question, units score by
     how central they are (cosine to the mean embedding) and by their rare words. With the prompt's own
@@ -121,6 +124,7 @@ class HybridStrategy(RankingStrategy):
     passage_weight: float = param(0.8, low=0.0, high=1.0)
     title_weight: float = param(0.3, low=0.0, high=1.0)
     answer_weight: float = param(0.2, low=0.0, high=1.0)
+    hop_weight: float = param(0.25, low=0.0, high=1.0)
     embeddings: str = param("static", choices=EMBEDDINGS)
     keep_headers: bool = param(True)
     k1: float = param(1.2, low=0.0, high=3.0)
@@ -163,6 +167,11 @@ class HybridStrategy(RankingStrategy):
         passage = self._relevance(lexical_passage, semantic_passage, match_passage)
         if query:
             passage = passage + self.title_weight * title_cover(passages.header_text, query)
+            if self.hop_weight and count > 1:  # the second hop: the new names the best passage gives
+                best = int(np.argmax(passage))
+                text = " ".join(units[int(i)].text for i in np.flatnonzero(of_unit == best))
+                named = named_passages(passages.header_text, text, best, query)
+                passage = passage + self.hop_weight * passage[best] * named
         inherited = passage[of_unit]
         scores = (1 - self.passage_weight) * sentence + self.passage_weight * inherited
         if query:
@@ -278,6 +287,20 @@ def title_cover(headers: Sequence[str], query: set[str]) -> np.ndarray:
         if title:
             cover[k] = sum(t in query for t in title) / len(title)
     return cover
+
+
+def named_passages(headers: Sequence[str], text: str, source: int, query: set[str]) -> np.ndarray:
+    """1 for each passage (but ``source``) whose title ``text`` names, word for word, and the question does
+    not (a title made of question words is the question's own topic, which ``title_cover`` rewards;
+    lexically retrieved distractors carry such titles), else 0."""
+    words = f" {' '.join(terms(text))} "
+    named = np.zeros(len(headers))
+    for k, header in enumerate(headers):
+        match = TITLE.search(header) if header and k != source else None
+        title = terms(next((g for g in match.groups() if g), "")) if match else []
+        if title and f" {' '.join(title)} " in words and not set(title) <= query:
+            named[k] = 1.0
+    return named
 
 
 def answer_words(units: Sequence[Unit], query: set[str]) -> np.ndarray:
