@@ -109,14 +109,15 @@ class HybridStrategy(RankingStrategy):
     numbers the question lacks; ``hop_weight`` what a passage gains, as a share of the most relevant
     passage's relevance, when that passage names its title and the question does not (the second hop of a
     multi-hop question: "the woman who portrayed Corliss Archer in Kiss and Tell" leads to the film's
-    passage, which names Shirley Temple, whose passage holds the answer). ``keep_headers`` brings a passage's header (``Document [3](Title: ...)``)
-    along with any kept sentence of it. ``embeddings="minilm"`` runs the full model instead of the static
-    table for the cosines (about a second per prompt; for comparison). Without a question, units score by
-    how central they are (cosine to the mean embedding) and by their rare words. With the prompt's own
-    question, units are kept in order of score until one does not fit, and what is left goes to its head
-    (``stops_at_misfit``). Milliseconds per prompt: the
-    embeddings are a table lookup. The weights were chosen on NQ questions apart from the reported
-    ones (``benchmarks/retention.py``).
+    passage, which names Shirley Temple, whose passage holds the answer). ``keep_headers`` brings a
+    passage's header (``Document [3](Title: ...)``) along with any kept sentence of it.
+    ``embeddings="minilm"`` runs the full model instead of the static table for the cosines (about a second
+    per prompt; for comparison). Without a question, units score by how central they are (cosine to the
+    mean embedding) and by their rare words. With the prompt's own question, units are kept in order of
+    score until one does not fit, and what is left goes to its head (``stops_at_misfit``). Milliseconds
+    per prompt: the embeddings are a table lookup. The weights were chosen on NQ questions apart from the
+    reported ones (``benchmarks/retention.py``); ``hop_weight`` on multi-hop questions too
+    (``benchmarks/multihop.py``).
     """
 
     semantic_weight: float = param(0.7, low=0.0, high=1.0)
