@@ -7,7 +7,8 @@ its README): each has ten Wikipedia paragraphs, two of which hold the supporting
 question ("the woman who portrayed Corliss Archer ... held what position?") the second hop's paragraph
 (Shirley Temple) shares few words with the question. The prompt is laid out as ``nq-multidoc``'s
 (instruction, ``Document [i](Title: ...)`` paragraphs in the dataset's order, the question) and compressed
-at each rate with the strategies of ``benchmarks/retention.py``. Questions answered "yes" or "no", and those
+at each rate (or ``auto``: the kept fraction is then reported) with the strategies of
+``benchmarks/retention.py``. Questions answered "yes" or "no", and those
 whose answer is in the question (which is always kept), say nothing about the context and are left out.
 Two measures, each with a Wilson 95% interval: "answer kept" (a gold answer still in the prompt, the
 harness's ``contains`` check) and "all supporting sentences kept" (every sentence the dataset marks as a
@@ -20,20 +21,22 @@ import argparse
 import gzip
 import hashlib
 import json
+import statistics
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
+from occ_research._tokens import encoding_for_model
 from occ_research.evals._datasets import NQ_INSTRUCTION, Example
 from occ_research.evals._metrics import contains_answer
 from occ_research.evals._stats import wilson
 
 try:
-    from benchmarks.retention import compressors
+    from benchmarks.retention import MODEL, NO_AUTO, Rate, compressors
 except ImportError:  # run as a script from the repository root
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    from benchmarks.retention import compressors
+    from benchmarks.retention import MODEL, NO_AUTO, Rate, compressors
 
 DATA = Path(__file__).resolve().parent / "data" / "hotpotqa-dev-distractor-first100.json.gz"
 SHA256 = "32ed3ffab548f1d57ba65365bd581d17b428980fa7be881ab0c45f79d9fe6827"
@@ -71,6 +74,10 @@ def example(number: int, row: dict[str, Any]) -> tuple[Example, list[str]]:
     ), supporting
 
 
+def rate_arg(text: str) -> Rate:
+    return "auto" if text == "auto" else float(text)
+
+
 def usable(row: dict[str, Any]) -> bool:
     """An answer the context must supply: not yes/no, not already in the question."""
     answer = row["answer"].strip().lower()
@@ -80,8 +87,11 @@ def usable(row: dict[str, Any]) -> bool:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--strategies", nargs="+", default=list(STRATEGIES))
-    parser.add_argument("--rates", nargs="+", type=float, default=list(RATES))
+    parser.add_argument(
+        "--rates", nargs="+", type=rate_arg, default=list(RATES), help='kept fractions, or "auto"'
+    )
     args = parser.parse_args()
+    encode = encoding_for_model(MODEL).encode_ordinary
     rows = load()
     items = [example(n, row) for n, row in enumerate(rows) if usable(row)]
     bridge = sum(1 for row in rows if usable(row) and row["type"] == "bridge")
@@ -94,14 +104,17 @@ def main() -> None:
     for name, run in compressors(args.strategies).items():
         run(items[0][0], 0.5)  # load models and tables outside the timing
         for rate in args.rates:
+            if rate == "auto" and name in NO_AUTO:
+                continue
             answers = evidence = 0
-            millis = []
+            millis, kept = [], []
             for item, supporting in items:
                 t = time.perf_counter()
                 out = run(item, rate)
                 millis.append(1000 * (time.perf_counter() - t))
                 answers += contains_answer(out, item.answers)
                 evidence += all(sentence in out for sentence in supporting)
+                kept.append(len(encode(out)) / len(encode(str(item.messages[0]["content"]))))
             n = len(items)
             cells = [
                 f"{k / n:.1%} [{100 * low:.1f}, {100 * high:.1f}]"
@@ -109,7 +122,8 @@ def main() -> None:
                 for low, high in [wilson(k, n)]
             ]
             median = sorted(millis)[n // 2]
-            print(f"| `{name}` | {1 / rate:.0f}x | {cells[0]} | {cells[1]} | {median:.1f} |")
+            budget = f"auto ({statistics.mean(kept):.2f} kept)" if rate == "auto" else f"{1 / rate:.0f}x"
+            print(f"| `{name}` | {budget} | {cells[0]} | {cells[1]} | {median:.1f} |")
     print(f"\n{time.strftime('%Y-%m-%d')}, n = {len(items)}, {time.perf_counter() - started:.0f} s")
 
 
