@@ -67,7 +67,7 @@ DEFAULT_STRATEGIES = ("hybrid", "hybrid-minilm", "embed", "bm25", "bm25-b0", "tf
 
 Rate = float | Literal["auto"]  # a kept fraction, or a budget set per prompt
 Compressor = Callable[[Example, Rate], str]
-NO_AUTO = frozenset({"plain-bm25"})  # baselines with no per-prompt budget
+NO_AUTO = frozenset({"plain-bm25", "random"})  # no per-prompt budget (random refuses rate="auto")
 
 
 # -- prompts ----------------------------------------------------------------------------------------------
