@@ -146,7 +146,7 @@ def test_a_two_hop_answer_is_kept_when_the_first_hop_names_its_passage() -> None
     film's passage names its director, Adriana Trigiani, whose passage says where she lives."""
     from benchmarks.multihop import example, load
 
-    prompt, supporting = example(4, load()[4])
+    prompt, _ = example(4, load()[4])
     assert prompt.answers == ["Greenwich Village, New York City"]
 
     def kept(strategy: HybridStrategy) -> bool:
