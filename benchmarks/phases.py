@@ -1,10 +1,11 @@
 """Where the time of one compression goes, step by step, next to one tiktoken pass over the same text.
 
 Run: ``python benchmarks/phases.py --size 100000 --source qmsum --strategy bm25``. Each step is timed alone
-(median of ``--repeat`` calls) on the prompt of ``benchmarks/test_latency.py``: ``prepare`` (validate, count
-the prompt, plan), ``split`` (the slots into atoms), ``layout`` (split, count and build the units), ``score``
-(a ranker's scores), ``choose`` (one choice at the budget, scores known), ``render`` (the choice back into texts) and
-``trace``; ``whole`` is ``compress`` itself, which also renders and counts once per fitting round.
+(median of ``--repeat`` calls) on the prompt of ``benchmarks/test_latency.py``: ``prepare`` (validate,
+count the prompt, plan), ``split`` (the slots into atoms), ``layout`` (split, count and build the units),
+``score`` (a ranker's scores), ``choose`` (one choice at the budget, scores known), ``render`` (the choice
+back into texts) and ``trace``; ``whole`` is ``compress`` itself, which also renders and counts once per
+fitting round.
 """
 
 from __future__ import annotations

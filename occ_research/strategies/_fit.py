@@ -2,8 +2,8 @@
 
 Units are counted from one encoding pass over each text (``Layout``), so their counts add up to the
 text's; the rendered prompt still differs from their sum by a few tokens, because kept units meet across
-dropped text (separators, merges at the new token boundaries). ``fit_to_target`` feeds the measured gap back into the budget the
-strategy chooses with; ``fit_after_render`` is its last resort.
+dropped text (separators, merges at the new token boundaries). ``fit_to_target`` feeds the measured gap
+back into the budget the strategy chooses with; ``fit_after_render`` is its last resort.
 """
 
 from __future__ import annotations
