@@ -76,7 +76,7 @@ class Layout:
             for i in (i for i, kind in enumerate(seg.kinds) if kind == "label"):
                 labels[(k, seg.lines[i])] = (len(labels), tokens[i])
             for atom_ids in _unit_atoms(seg, granularity):
-                label, label_tokens = labels.get((k, seg.lines[atom_ids[0]]), (-1, 0)) if labels else (-1, 0)
+                label, label_tokens = labels.get((k, seg.lines[atom_ids[0]]), (-1, 0))
                 self.members.append((k, atom_ids))
                 if len(atom_ids) == 1:
                     text, cost = seg.texts[atom_ids[0]], tokens[atom_ids[0]]
