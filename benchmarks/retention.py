@@ -160,6 +160,7 @@ def compressors(names: Sequence[str], order: str = "original") -> dict[str, Comp
         "plain-bm25": lambda: plain_bm25,
         "bm25-b0": lambda: registered("bm25", b=0.0, **extra),
         "hybrid-minilm": lambda: registered("hybrid", embeddings="minilm", **extra),
+        "hybrid-no-link": lambda: registered("hybrid", link_weight=0.0, **extra),  # the hop's name links off
     }
     return {n: special[n]() if n in special else registered(n, **extra) for n in names}
 

@@ -7,7 +7,9 @@ weighted by how rare the word is), which credits "playing" for "played" or "film
 near 0.8) where BM25 sees nothing and a vector pooled over the whole unit blurs one word into the rest. A sentence then inherits part of
 its passage's relevance, so that a passage that matches the question lifts sentences that do not repeat its
 words; a passage whose title the question names ("who is the girl in 21 guns" for "21 Guns (song)") gains
-more. Within a relevant passage, sentences carrying names and numbers that the question lacks (the likely
+more. A multi-hop question's second passage often shares few words with the question; the most relevant
+passage leads to it, by naming its title or by a rare name the two share, and lifts it (the second hop).
+Within a relevant passage, sentences carrying names and numbers that the question lacks (the likely
 answer to who / when / how many) come first: when a budget holds about one passage, the sentence dropped
 should be the one without the answer, and a long sentence full of names must not lose to a short fragment
 that repeats the question's words.
@@ -109,15 +111,19 @@ class HybridStrategy(RankingStrategy):
     numbers the question lacks; ``hop_weight`` what a passage gains, as a share of the most relevant
     passage's relevance, when that passage names its title and the question does not (the second hop of a
     multi-hop question: "the woman who portrayed Corliss Archer in Kiss and Tell" leads to the film's
-    passage, which names Shirley Temple, whose passage holds the answer). ``keep_headers`` brings a
+    passage, which names Shirley Temple, whose passage holds the answer); ``link_weight`` what a passage
+    gains, as a share of the same, when it shares a rare name with that passage that the question does
+    not use (either way: "the chairman of the company that bought FleetBoston" leads to Bank of America's
+    passage, which does not name its chairman; his passage names the bank), scaled by how little the
+    question describes it already and never above the source. ``keep_headers`` brings a
     passage's header (``Document [3](Title: ...)``) along with any kept sentence of it.
     ``embeddings="minilm"`` runs the full model instead of the static table for the cosines (about a second
     per prompt; for comparison). Without a question, units score by how central they are (cosine to the
     mean embedding) and by their rare words. With the prompt's own question, units are kept in order of
     score until one does not fit, and what is left goes to its head (``stops_at_misfit``). Milliseconds
     per prompt: the embeddings are a table lookup. The weights were chosen on NQ questions apart from the
-    reported ones (``benchmarks/retention.py``); ``hop_weight`` on multi-hop questions too
-    (``benchmarks/multihop.py``).
+    reported ones (``benchmarks/retention.py``); ``hop_weight`` and ``link_weight`` on multi-hop tuning
+    questions too (``benchmarks/multihop.py``).
     """
 
     semantic_weight: float = param(0.7, low=0.0, high=1.0)
@@ -126,6 +132,7 @@ class HybridStrategy(RankingStrategy):
     title_weight: float = param(0.3, low=0.0, high=1.0)
     answer_weight: float = param(0.2, low=0.0, high=1.0)
     hop_weight: float = param(0.25, low=0.0, high=1.0)
+    link_weight: float = param(0.8, low=0.0, high=1.0)
     embeddings: str = param("static", choices=EMBEDDINGS)
     keep_headers: bool = param(True)
     k1: float = param(1.2, low=0.0, high=3.0)
@@ -141,7 +148,8 @@ class HybridStrategy(RankingStrategy):
         question = LABEL.sub(" ", candidates.question)  # "Question: ... Answer:" labels are no topic
         asked = Counter(terms(question))
         query = set(asked)
-        bags = [Counter(terms(u.text)) for u in units]
+        words_of = [terms(u.text) for u in units]
+        bags = [Counter(w) for w in words_of]
         joined: list[Counter[str]] = [Counter() for _ in range(count)]
         for bag, p in zip(bags, passages.of_unit, strict=True):
             joined[p].update(bag)
@@ -168,16 +176,41 @@ class HybridStrategy(RankingStrategy):
         passage = self._relevance(lexical_passage, semantic_passage, match_passage)
         if query:
             passage = passage + self.title_weight * title_cover(passages.header_text, query)
-            if self.hop_weight and count > 1:  # the second hop: the new names the best passage gives
-                best = int(np.argmax(passage))
-                text = " ".join(units[int(i)].text for i in np.flatnonzero(of_unit == best))
-                named = named_passages(passages.header_text, text, best, query)
-                passage = passage + self.hop_weight * passage[best] * named
+            if count > 1:  # the second hop: what the most relevant passage leads to
+                passage = self._second_hop(passage, passages, units, words_of, joined, query)
         inherited = passage[of_unit]
         scores = (1 - self.passage_weight) * sentence + self.passage_weight * inherited
         if query:
             scores = scores + self.answer_weight * inherited * _scaled(answer_words(units, query))
         return [float(s) for s in scores]
+
+    def _second_hop(
+        self,
+        passage: np.ndarray,
+        passages: Passages,
+        units: Sequence[Unit],
+        words_of: Sequence[list[str]],
+        bags: Sequence[Counter[str]],
+        query: set[str],
+    ) -> np.ndarray:
+        """Lift the passages the most relevant one leads to: those whose title it names (``hop_weight``)
+        and those sharing a rare name with it (``link_weight``), the latter only as far as the question
+        does not describe them already and never above the source."""
+        best = int(np.argmax(passage))
+        top = float(passage[best])
+        if top <= 0:
+            return passage
+        text = " ".join(u.text for u, p in zip(units, passages.of_unit, strict=True) if p == best)
+        if self.hop_weight:
+            passage = passage + self.hop_weight * top * named_passages(
+                passages.header_text, text, best, query
+            )
+        if self.link_weight:
+            names = source_names(passages.header_text[best], text, query)
+            linked = linked_passages(names, bags, passages.of_unit, words_of, best)
+            lifted = passage + self.link_weight * top * linked * np.clip(1 - passage / top, 0.0, 1.0)
+            passage = np.minimum(lifted, np.maximum(passage, top))
+        return passage
 
     def _relevance(self, lexical: np.ndarray, semantic: np.ndarray, match: np.ndarray) -> np.ndarray:
         """Exact words, meaning and the soft word match, each scaled to the prompt's best, mixed."""
@@ -302,6 +335,80 @@ def named_passages(headers: Sequence[str], text: str, source: int, query: set[st
         if title and f" {' '.join(title)} " in words and not set(title) <= query:
             named[k] = 1.0
     return named
+
+
+#: a run of capitalised words, with connectors such as "of" inside: a name as running text writes it
+NAME_PHRASE = re.compile(
+    r"[A-Z](?:\.|[\w'\u2019&-]*)"  # a word, or an initial ("J.")
+    r"(?:[ \t]+(?:(?:of|the|de|du|da|di|del|der|von|van|la|le)[ \t]+)*[A-Z0-9](?:\.|[\w'\u2019&-]*))*"
+)
+
+
+def source_names(header: str, text: str, query: set[str]) -> set[tuple[str, ...]]:
+    """The names a passage holds (its title, and the runs of capitalised words of its text) as term
+    tuples, less those made only of question words: the question's own topic is not a link."""
+    match = TITLE.search(header) if header else None
+    title = next((g for g in match.groups() if g), "") if match else ""
+    found = [
+        m.group()
+        for m in NAME_PHRASE.finditer(text)
+        if " " in m.group() or not _starts_sentence(text, m.start())
+    ]
+    names = {tuple(terms(name)) for name in [title, *found]}
+    return {name for name in names if name and not set(name) <= query}
+
+
+def _starts_sentence(text: str, at: int) -> bool:
+    """Whether the word at ``at`` starts a sentence, a line or a passage (after its header), where a
+    capital says nothing of a name."""
+    before = text[max(0, at - 8) : at].rstrip(" \t")
+    return not before or before[-1] in ".!?:;\"'([)]\n"
+
+
+def linked_passages(
+    names: set[tuple[str, ...]],
+    bags: Sequence[Counter[str]],
+    of_unit: Sequence[int],
+    words_of: Sequence[list[str]],
+    source: int,
+) -> np.ndarray:
+    """Per passage (``bags``: its terms counted; ``words_of``: each unit's terms in order), the rarity of
+    the rarest of ``names`` it holds word for word, from 0 (none, or a name every passage holds) to 1 (a
+    name no other passage holds): the bridge of a multi-hop question, whichever way it runs (the source
+    names the passage's subject, as the film's passage names its lead actress; or the passage names the
+    source's, as the actress's passage names the film). Linear in the prompt: a passage is searched for a
+    name only when it holds all the name's words."""
+    count = len(bags)
+    out = np.zeros(count)
+    if count < 3 or not names:
+        return out
+    holding: dict[str, set[int]] = {word: set() for name in names for word in name}
+    for k, bag in enumerate(bags):
+        if k != source:
+            fewer, more = (bag, holding) if len(bag) < len(holding) else (holding, bag)
+            for word in fewer:
+                if word in more:
+                    holding[word].add(k)
+    bodies: list[list[str]] = [[] for _ in bags]
+    for words, p in zip(words_of, of_unit, strict=True):
+        bodies[p].extend(words)
+    texts: dict[int, str] = {}
+
+    def says(k: int, phrase: str) -> bool:
+        if k not in texts:
+            texts[k] = f" {' '.join(bodies[k])} "
+        return phrase in texts[k]
+
+    for name in names:
+        holders = set.intersection(*(holding[word] for word in name))
+        if len(name) > 1:
+            phrase = f" {' '.join(name)} "
+            holders = {k for k in holders if says(k, phrase)}
+        if holders:
+            rarity = math.log(count / len(holders)) / math.log(count)
+            for k in holders:
+                out[k] = max(out[k], rarity)
+    return out
 
 
 def answer_words(units: Sequence[Unit], query: set[str]) -> np.ndarray:
