@@ -210,6 +210,24 @@ def count_messages_tokens(
     return total
 
 
+def surely_fewer_tokens(messages: Iterable[Mapping[str, Any]], limit: int) -> bool:
+    """Whether a chat request counts fewer than ``limit`` tokens (``count_messages_tokens``, any
+    encoding) without running a tokenizer: a token holds at least one byte of its text, so the framing plus
+    the texts' UTF-8 bytes bound the count from above. Work stops at ``limit`` characters, so a long prompt
+    costs no more than a short one; False means "count it"."""
+    bound = TOKENS_REPLY_PRIMING
+    texts: list[str] = []
+    for message in messages:
+        bound += TOKENS_PER_MESSAGE + (TOKENS_PER_NAME if "name" in message else 0)
+        for text in message_strings(message):
+            bound += len(text)  # characters: at most the bytes, so a first, cheaper bound
+            if bound >= limit:
+                return False
+            texts.append(text)
+    bound += sum(len(t.encode("utf-8", "surrogatepass")) - len(t) for t in texts)
+    return bound < limit
+
+
 def count_tokens(prompt: str | Sequence[Mapping[str, Any]], model: str = DEFAULT_MODEL) -> int:
     """Tokens of a text, or of a chat ``messages`` list including OpenAI's per-message framing."""
     if isinstance(prompt, str):

@@ -27,6 +27,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route as HttpRoute
 
+from occ_research import count_tokens
 from occ_research.exceptions import OCCError
 from occ_research.llm._local import LocalLLM
 from occ_research.server import Route, Settings, create_app, uvicorn_options
@@ -368,6 +369,22 @@ def test_local_model_counts_the_compressed_prompt(local_proxy: str) -> None:
     # message framing are kept on top of it
     assert compressed <= original // 4 + 16
     assert raw.parse().usage.prompt_tokens < original // 2
+
+
+def test_a_prompt_surely_too_short_is_not_sent_to_a_compression_worker(proxy: str) -> None:
+    """Below ``min_prompt_tokens`` (200 here) nothing is compressed. A prompt whose bytes already say so is
+    skipped on the spot, uncounted (no token headers); one that has to be counted goes to a worker, which
+    counts it and skips it too."""
+    client = sdk(proxy).chat.completions
+    short = [{"role": "user", "content": "Say ok."}]
+    raw = client.with_raw_response.create(model="gpt-4o", messages=short)  # type: ignore[arg-type]
+    assert raw.headers["x-occ-compression"] == "skipped-short"
+    assert "x-occ-original-tokens" not in raw.headers
+    assert echoed(raw.parse())["messages"] == short
+    counted = [{"role": "user", "content": "word " * 60}]  # 300 characters, 65 tokens
+    raw = client.with_raw_response.create(model="gpt-4o", messages=counted)  # type: ignore[arg-type]
+    assert raw.headers["x-occ-compression"] == "skipped-short"
+    assert int(raw.headers["x-occ-original-tokens"]) == count_tokens(counted, "gpt-4o") < 200
 
 
 def test_parameters_pass_through_and_messages_are_compressed(proxy: str) -> None:

@@ -1,9 +1,11 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from occ_research import count_tokens, encoding_name_for_model
-from occ_research._tokens import ENCODING_SHA256, TokenMemo, get_encoding, token_ends
+from occ_research._tokens import ENCODING_SHA256, TokenMemo, get_encoding, surely_fewer_tokens, token_ends
 from occ_research.exceptions import TokenizerError
 
 # The example conversation of OpenAI's cookbook "How to count tokens with tiktoken"; the cookbook reports
@@ -153,3 +155,31 @@ def test_a_memo_encodes_a_text_once_and_records_its_count() -> None:
     first = memo.ends(text)
     assert memo.ends(text) is first
     assert memo[text] == count_tokens(text, "gpt-4o") == len(first)
+
+
+_MESSAGE = st.fixed_dictionaries(
+    {
+        "role": st.sampled_from(["system", "user", "assistant"]),
+        "content": st.text(st.characters(exclude_categories=()), max_size=60),  # lone surrogates too
+    },
+    optional={"name": st.text(min_size=1, max_size=8)},
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_MESSAGE, min_size=1, max_size=4), st.integers(0, 120), st.sampled_from(["gpt-4", "gpt-4o"]))
+def test_surely_fewer_tokens_never_says_so_of_a_prompt_that_is_not(
+    messages: list[dict[str, str]], limit: int, model: str
+) -> None:
+    """The bound the server uses to skip short prompts without counting them: whenever it says "fewer",
+    the exact count agrees (any text: emoji, CJK, combining marks, lone surrogates)."""
+    if surely_fewer_tokens(messages, limit):
+        assert count_tokens(messages, model) < limit
+
+
+def test_surely_fewer_tokens_knows_a_short_prompt_and_declines_a_long_one() -> None:
+    short = [{"role": "user", "content": "Say hi"}]
+    assert surely_fewer_tokens(short, 400) and not surely_fewer_tokens(short, 10)
+    assert not surely_fewer_tokens([{"role": "user", "content": "x" * 1_000_000}], 400)  # stops early
+    wide = [{"role": "user", "content": "\u4f60\u597d" * 60}]  # 120 characters, 360 bytes
+    assert not surely_fewer_tokens(wide, 300)  # the characters alone would have said "fewer"

@@ -19,6 +19,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 
 from .._messages import validate_messages
+from .._tokens import surely_fewer_tokens
 from ..exceptions import OCCError
 from ._auth import guard
 from ._compression import compress
@@ -136,6 +137,11 @@ async def _compress(
     if headers.get(b"x-occ-compress", b"").lower() == b"off" or control.get("compress") is False:
         record.compression = "off"
         return {"x-occ-compression": "off"}, body
+    if surely_fewer_tokens(body["messages"], server.settings.min_prompt_tokens):
+        # too short to compress, and known without counting: no trip to a compression worker, whose
+        # round trip costs several times the relay itself (the worker would count it and skip it too)
+        record.compression = "skipped-short"
+        return {"x-occ-compression": "skipped-short"}, body
     outcome = await compress(server.pool, control.get("preset"), server.presets, control, body)
     record.compression = outcome.outcome
     record.original_tokens, record.compressed_tokens = outcome.original_tokens, outcome.compressed_tokens
