@@ -312,12 +312,17 @@ class WordVectors:
         return best @ weights, best_passage @ weights
 
 
+def title_of(header: str) -> str:
+    """The title a passage header gives, without a trailing disambiguation ("" for none)."""
+    match = TITLE.search(header) if header else None
+    return next((g for g in match.groups() if g), "") if match else ""
+
+
 def title_cover(headers: Sequence[str], query: set[str]) -> np.ndarray:
     """Per passage, the share of its title's words that the question uses (0 without a title)."""
     cover = np.zeros(len(headers))
     for k, header in enumerate(headers):
-        match = TITLE.search(header) if header else None
-        title = terms(next((g for g in match.groups() if g), "")) if match else []
+        title = terms(title_of(header))
         if title:
             cover[k] = sum(t in query for t in title) / len(title)
     return cover
@@ -330,8 +335,7 @@ def named_passages(headers: Sequence[str], text: str, source: int, query: set[st
     words = f" {' '.join(terms(text))} "
     named = np.zeros(len(headers))
     for k, header in enumerate(headers):
-        match = TITLE.search(header) if header and k != source else None
-        title = terms(next((g for g in match.groups() if g), "")) if match else []
+        title = terms(title_of(header)) if k != source else []
         if title and f" {' '.join(title)} " in words and not set(title) <= query:
             named[k] = 1.0
     return named
@@ -347,14 +351,12 @@ NAME_PHRASE = re.compile(
 def source_names(header: str, text: str, query: set[str]) -> set[tuple[str, ...]]:
     """The names a passage holds (its title, and the runs of capitalised words of its text) as term
     tuples, less those made only of question words: the question's own topic is not a link."""
-    match = TITLE.search(header) if header else None
-    title = next((g for g in match.groups() if g), "") if match else ""
     found = [
         m.group()
         for m in NAME_PHRASE.finditer(text)
         if " " in m.group() or not _starts_sentence(text, m.start())
     ]
-    names = {tuple(terms(name)) for name in [title, *found]}
+    names = {tuple(terms(name)) for name in [title_of(header), *found]}
     return {name for name in names if name and not set(name) <= query}
 
 
