@@ -71,6 +71,26 @@ def test_the_runner_skips_an_example_whose_original_does_not_fit(needed: int) ->
     assert scored.ll_compressed[0] == scored.ll_original
 
 
+def test_a_prompt_longer_than_the_readers_context_is_not_read() -> None:
+    """A local reader refuses a prompt (and its answer's tokens) longer than its context with the typed
+    ``ContextLengthError``, streamed or not; ``measure`` leaves that example unread instead of failing the
+    run (a 20-document NQ prompt outgrew the reader's former 2,048 tokens and stopped an evaluation)."""
+    small = LocalLLM(n_ctx=128)
+    long = [{"role": "user", "content": "The capital of France is Paris. " * 30 + "What is it?"}]
+    with pytest.raises(ContextLengthError, match="n_ctx = 128"):
+        small.chat(long, max_tokens=8)
+    with pytest.raises(ContextLengthError):
+        list(small.completion_chunks(long, max_tokens=8))
+    short = [{"role": "user", "content": "Paris. What is the capital of France?"}]
+    job = ModelJob(long, "What is the capital of France?", ANSWER, 8, 0, True, False, (None, short))
+    unread = measure(job, small, None)
+    assert unread.answer_original is None and unread.answers == (None, None)
+    read = measure(
+        ModelJob(short, "What is the capital of France?", ANSWER, 8, 0, True, False, (None,)), small, None
+    )
+    assert read.answer_original  # the same reader answers a prompt that fits
+
+
 def test_compressed_prompts_are_scored_where_the_context_helped(roomy: AnswerScorer) -> None:
     """Help retained reads only examples whose context raised the answer's likelihood, so the compressed
     prompts of the others are not scored, unless the reader answers them (the likelihood-versus-reader

@@ -703,7 +703,7 @@ def test_bad_local_model_parameters_are_400s(local_proxy: str, param: str, value
 
 
 def test_local_model_context_overflow_is_a_400_before_streaming(local_proxy: str) -> None:
-    messages = [{"role": "user", "content": "word " * 3000}]
+    messages = [{"role": "user", "content": "word " * 5000}]
     with pytest.raises(openai.BadRequestError) as raised:
         list(
             sdk(local_proxy).chat.completions.create(

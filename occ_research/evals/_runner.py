@@ -55,7 +55,7 @@ from typing import Any
 
 from .._messages import Message, text_slots
 from .._presets import load_preset
-from ..exceptions import InvalidParameterError, SuiteError, UnknownNameError
+from ..exceptions import ContextLengthError, InvalidParameterError, SuiteError, UnknownNameError
 from ..llm import LLM, make_llm
 from ..strategies import (
     STRATEGIES,
@@ -290,8 +290,13 @@ def _text(messages: Iterable[dict[str, Any]]) -> str:
     return "\n".join(slot.text for slot in text_slots(list(messages)))
 
 
-def _answer(reader: LLM, messages: list[Message], max_tokens: int, seed: int) -> str:
-    return reader.chat(messages, max_tokens=max_tokens, temperature=0.0, seed=seed).text
+def _answer(reader: LLM, messages: list[Message], max_tokens: int, seed: int) -> str | None:
+    """The reader's answer; None for a prompt longer than a local reader's context (not read, as an
+    example too long for the likelihood model is not scored)."""
+    try:
+        return reader.chat(messages, max_tokens=max_tokens, temperature=0.0, seed=seed).text
+    except ContextLengthError:
+        return None
 
 
 @dataclass(frozen=True)

