@@ -127,16 +127,16 @@ dev300 = _hotpotqa_set(
     "hotpotqa-dev-distractor-rpt-dev.jsonl.gz",
     "c6fa5317cc316b65b3c82d441ea641aef4a588b4aaec9377bbd167637d8665e8",
 )
-_test500 = _hotpotqa_set(
+_rpt_test = _hotpotqa_set(
     "hotpotqa-dev-distractor-rpt-test.jsonl.gz",
     "3ab48ee61e64301dff1efbb956ca5ebdfcd1569a2e9d7381fd882e070badfb2a",
 )
 
 
-def test500() -> list[Question]:
+def held_out500() -> list[Question]:
     """The 500-question split less the questions it shares with the tuning sets (held out)."""
     seen = {q.question for q in [*first100(), *dev300()]}
-    return [q for q in _test500() if q.question not in seen]
+    return [q for q in _rpt_test() if q.question not in seen]
 
 
 def musique200() -> list[Question]:
@@ -173,7 +173,7 @@ def two_wiki() -> list[Question]:
 SETS: dict[str, Callable[[], list[Question]]] = {
     "hotpotqa-first100": first100,
     "hotpotqa-dev": dev300,
-    "hotpotqa-test": test500,
+    "hotpotqa-test": held_out500,
     "musique-dev": lambda: musique200()[0::2],
     "musique-test": lambda: musique200()[1::2],
     "2wiki": two_wiki,
